@@ -1,0 +1,32 @@
+# Two commands do all set-up on a fresh machine: `make learn` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+MUJOCO_GL ?= egl
+export MUJOCO_GL
+
+.PHONY: learn test venv bench clean
+
+$(STAMP): setup.py setup.cfg
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip setuptools wheel
+	# torch is pinned: an unpinned torch pulls a multi-GB CUDA build.
+	$(PY) -m pip install 'torch==2.13.0'
+	$(PY) -m pip install -e '.[ros,test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+learn: $(STAMP)
+	$(VENV)/bin/trpo-robot $(LEARN_ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests $(TEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) -m pip install -e '.[bench]'
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,70 @@
+"""The CLI as a user meets it: a real subprocess, its exit code, its output."""
+import json
+import subprocess
+
+
+def _run(cmd, args, env, timeout=300):
+    return subprocess.run(cmd + args, capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+def _one_line_error(result):
+    assert result.returncode == 2, result.stderr
+    assert 'Traceback' not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('trpo-robot: error:'), result.stderr
+
+
+def test_unknown_env(trpo_robot_cmd, cli_env, tmp_path):
+    r = _run(trpo_robot_cmd, ['train', '--env', 'NoSuchEnv-v0', '--out', str(tmp_path)],
+             cli_env)
+    _one_line_error(r)
+    assert 'NoSuchEnv' in r.stderr
+
+
+def test_discrete_action_space(trpo_robot_cmd, cli_env, tmp_path):
+    r = _run(trpo_robot_cmd, ['train', '--env', 'CartPole-v1', '--out', str(tmp_path)],
+             cli_env)
+    _one_line_error(r)
+    assert 'Discrete' in r.stderr
+
+
+def test_missing_checkpoint(trpo_robot_cmd, cli_env, tmp_path):
+    r = _run(trpo_robot_cmd, ['eval', '--checkpoint', str(tmp_path / 'nope')], cli_env)
+    _one_line_error(r)
+
+
+def test_unknown_preset(trpo_robot_cmd, cli_env, tmp_path):
+    r = _run(trpo_robot_cmd, ['train', '--env', 'Pendulum-v1', '--preset', 'fast',
+                              '--out', str(tmp_path)], cli_env)
+    _one_line_error(r)
+
+
+def test_train_resume_and_eval(trpo_robot_cmd, cli_env, tmp_path):
+    out = str(tmp_path / 'run')
+    r = _run(trpo_robot_cmd, ['train', '--env', 'Pendulum-v1', '--steps', '2048', '--seed',
+                              '1', '--preset', 'pendulum', '--out', out], cli_env)
+    assert r.returncode == 0, r.stderr
+    assert 'ETA' in r.stdout and 'steps/s' in r.stdout
+    r = _run(trpo_robot_cmd, ['train', '--env', 'Pendulum-v1', '--steps', '4096', '--seed',
+                              '1', '--out', out, '--resume', out], cli_env)
+    assert r.returncode == 0, r.stderr
+    assert 'policy version 2, 2048 steps' in r.stdout
+    assert 'done: 4096 steps, policy version 4' in r.stdout
+    r = _run(trpo_robot_cmd, ['eval', '--checkpoint', out, '--episodes', '3', '--seed', '0'],
+             cli_env)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert set(result) == {'mean_return', 'std_return', 'episodes'}
+    assert result['episodes'] == 3 and -2000 < result['mean_return'] <= 0
+
+
+def test_resume_into_another_env_is_refused(trpo_robot_cmd, cli_env, tmp_path):
+    out = str(tmp_path / 'run')
+    r = _run(trpo_robot_cmd, ['train', '--env', 'Pendulum-v1', '--steps', '1024', '--out',
+                              out], cli_env)
+    assert r.returncode == 0, r.stderr
+    r = _run(trpo_robot_cmd, ['train', '--env', 'MountainCarContinuous-v0', '--steps', '2048',
+                              '--out', out, '--resume', out], cli_env)
+    _one_line_error(r)
+    assert 'obs_dim' in r.stderr

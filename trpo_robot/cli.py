@@ -1,0 +1,155 @@
+"""`trpo-robot`: the command line. Each subcommand fills configs at the edge and calls the
+core; every user error ends in one line on stderr and exit code 2, never a traceback."""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for: reported as one line, exit code 2."""
+
+
+def make_env(env_id, **kwargs):
+    import gymnasium as gym
+    import trpo_robot.envs  # noqa: F401 - registers the project's arm environments
+    try:
+        env = gym.make(env_id, **kwargs)
+    except gym.error.Error as e:
+        raise UsageError(f'cannot make environment {env_id!r}: {e}') from None
+    if not isinstance(env.action_space, gym.spaces.Box):
+        env.close()
+        raise UsageError(f'{env_id} has a {type(env.action_space).__name__} action space; '
+                         'TRPO here needs a continuous (Box) action space')
+    if not isinstance(env.observation_space, gym.spaces.Box):
+        env.close()
+        raise UsageError(f'{env_id} has a {type(env.observation_space).__name__} '
+                         'observation space; a flat Box is needed')
+    return env
+
+
+def cmd_train(args):
+    from trpo_robot.trpo import checkpoint
+    from trpo_robot.trpo.agent import Agent
+    from trpo_robot.trpo.config import preset
+    from trpo_robot.trpo.trainer import env_spaces, train
+
+    env = make_env(args.env)
+    spaces = env_spaces(env)
+    if args.resume:
+        agent, meta = _load_checkpoint(args.resume, spaces)
+        print(f'resuming from {args.resume}: policy version {agent.version}, '
+              f'{agent.total_steps} steps')
+    else:
+        try:
+            config = preset(args.preset)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        agent = Agent(spaces['obs_dim'], spaces['act_dim'], config, args.seed)
+    out = Path(args.out)
+    print(f'training {args.env} for {args.steps} steps (seed {args.seed}, preset '
+          f'{args.preset}) -> {out}')
+    extra = {'env_id': args.env, 'seed': args.seed, 'preset': args.preset}
+    train(env, agent, args.steps, args.seed, out, extra=extra)
+    print(f'done: {agent.total_steps} steps, policy version {agent.version}; checkpoint in '
+          f'{out / "checkpoint"}')
+    return 0
+
+
+def _load_checkpoint(folder, spaces=None):
+    from trpo_robot.trpo import checkpoint
+    path = Path(folder)
+    if (path / 'checkpoint' / checkpoint.META).exists():
+        path = path / 'checkpoint'
+    dims = {} if spaces is None else {'expect_obs_dim': spaces['obs_dim'],
+                                      'expect_act_dim': spaces['act_dim']}
+    try:
+        return checkpoint.load(path, **dims)
+    except checkpoint.CheckpointError as e:
+        raise UsageError(str(e)) from None
+
+
+def cmd_eval(args):
+    import numpy as np
+    from trpo_robot.trpo.rollout import evaluate
+
+    agent, meta = _load_checkpoint(args.checkpoint)
+    env_id = args.env or meta.get('extra', {}).get('env_id')
+    if not env_id:
+        raise UsageError('the checkpoint does not name its environment; pass --env')
+    env = make_env(env_id)
+    _, meta = _load_checkpoint(args.checkpoint, {
+        'obs_dim': int(np.prod(env.observation_space.shape)),
+        'act_dim': env.action_space.shape[0]})
+    agent.obs_norm.frozen = True
+    returns = evaluate(env, agent, args.episodes, args.seed)
+    print(json.dumps({'mean_return': float(returns.mean()), 'std_return': float(returns.std()),
+                      'episodes': int(args.episodes)}))
+    return 0
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not an integer') from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f'{value} must be positive')
+    return value
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog='trpo-robot', description=__doc__)
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND')
+    p = sub.add_parser('train', help='train TRPO on any gymnasium env with a Box action space')
+    p.add_argument('--env', required=True, help='gymnasium env id, e.g. Pendulum-v1')
+    p.add_argument('--steps', type=_positive_int, default=100_000,
+                   help='total environment steps (a resumed run counts its earlier steps)')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--out', default='runs/train', help='folder for checkpoint and progress')
+    p.add_argument('--preset', default='default', help='TRPO preset: default, pendulum, '
+                   'mujoco, reacher')
+    p.add_argument('--resume', metavar='DIR', help='continue from this checkpoint')
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser('eval', help='evaluate a checkpoint with deterministic actions')
+    p.add_argument('--checkpoint', required=True, help='checkpoint folder (or run folder)')
+    p.add_argument('--episodes', type=_positive_int, default=10)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--env', help='override the env id recorded in the checkpoint')
+    p.set_defaults(func=cmd_eval)
+    for register in _extra_commands():
+        register(sub)
+    return parser
+
+
+def _extra_commands():
+    """Subcommands that live with their layer (ROS, hardware); each module adds its own."""
+    import importlib
+    for name in ('trpo_robot.commands',):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue
+        yield from module.REGISTRARS
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, 'func', None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except UsageError as e:
+        print(f'trpo-robot: error: {e}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print('trpo-robot: interrupted', file=sys.stderr)
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""trpo layer of trpo_robot (see docs/architecture.md)."""

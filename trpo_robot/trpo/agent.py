@@ -1,0 +1,80 @@
+"""The learner's state: policy (.pi), value network (.v), observation normalizer, version."""
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .batch import build_batch
+from .config import TRPOConfig
+from .networks import GaussianPolicy, IdentityNorm, RunningNorm, ValueNet
+from .update import fit_value, policy_step
+
+
+@dataclass
+class UpdateStats:
+    version: int
+    steps: int
+    samples: int
+    accepted: bool
+    reason: str
+    kl: float
+    surrogate_gain: float
+    backtracks: int
+    value_loss: float
+    entropy: float
+    policy_time: float
+    value_time: float
+
+    @property
+    def update_time(self):
+        return self.policy_time + self.value_time
+
+
+class Agent:
+    """Everything a checkpoint holds, and the update that advances it by one version."""
+
+    def __init__(self, obs_dim, act_dim, config: TRPOConfig, seed=0):
+        torch.manual_seed(seed)
+        self.config = config
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.pi = GaussianPolicy(obs_dim, act_dim, config.policy_hidden, config.init_log_std)
+        self.v = ValueNet(obs_dim, config.value_hidden)
+        self.v_optim = torch.optim.Adam(self.v.parameters(), lr=config.value_lr)
+        norm_cls = RunningNorm if config.normalize_obs else IdentityNorm
+        self.obs_norm = norm_cls(obs_dim, clip=config.obs_clip)
+        self.version = 0
+        self.total_steps = 0
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def snapshot(self):
+        return self.pi.numpy_snapshot()
+
+    def update(self, segments) -> UpdateStats:
+        """One TRPO iteration on finished segments; the normalizer then absorbs their
+        observations so the next batch is normalized with the newest statistics."""
+        cfg = self.config
+        batch = build_batch(segments, self.v, cfg.gamma, cfg.gae_lambda,
+                            cfg.normalize_advantages)
+        t0 = time.perf_counter()
+        result = policy_step(self.pi, batch.obs, batch.actions, batch.logp,
+                             batch.advantages, cfg)
+        t1 = time.perf_counter()
+        value_loss = fit_value(self.v, self.v_optim, batch.obs, batch.returns, cfg,
+                               self.generator)
+        t2 = time.perf_counter()
+        self.obs_norm.update(batch.raw_obs)
+        self.version += 1
+        self.total_steps += len(batch)
+        return UpdateStats(self.version, self.total_steps, len(batch), result.accepted,
+                           result.reason, result.kl, result.surrogate_gain,
+                           result.backtracks, value_loss, self.entropy(), t1 - t0, t2 - t1)
+
+    def entropy(self):
+        log_std = self.pi.log_std.detach().numpy()
+        return float(log_std.sum() + 0.5 * len(log_std) * (1.0 + np.log(2 * np.pi)))
+
+    def act_deterministic(self, raw_obs):
+        with torch.no_grad():
+            x = torch.from_numpy(self.obs_norm(raw_obs))
+            return self.pi(x).numpy()

@@ -1,0 +1,74 @@
+"""Episodes (or pieces of them) as the actor records them, and the learner's batch."""
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .gae import gae, normalize_advantages
+
+
+@dataclass
+class Segment:
+    """Consecutive steps of one episode, all acted by one policy version.
+
+    obs holds the normalized inputs the policy saw; raw_obs the unnormalized observations
+    (for the normalizer statistics). Only the last step can end the episode: if terminated
+    is False the segment was truncated (time limit, batch end) and is bootstrapped from
+    final_obs.
+    """
+
+    obs: np.ndarray
+    raw_obs: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    logp: np.ndarray
+    final_obs: np.ndarray
+    terminated: bool
+    policy_version: int = 0
+    episode_return: float | None = None
+
+    def __len__(self):
+        return len(self.rewards)
+
+
+@dataclass
+class Batch:
+    obs: torch.Tensor
+    actions: torch.Tensor
+    logp: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    raw_obs: np.ndarray
+
+    def __len__(self):
+        return self.obs.shape[0]
+
+
+def build_batch(segments, value_net, gamma, lam, normalize=True) -> Batch:
+    """Values in one forward pass over all observations and bootstrap states, then GAE."""
+    obs = np.concatenate([s.obs for s in segments]).astype(np.float32)
+    finals = np.stack([s.final_obs for s in segments]).astype(np.float32)
+    with torch.no_grad():
+        values = value_net(torch.from_numpy(obs)).numpy()
+        final_values = value_net(torch.from_numpy(finals)).numpy()
+    ends = np.cumsum([len(s) for s in segments]) - 1
+    next_values = np.empty_like(values)
+    next_values[:-1] = values[1:]
+    next_values[ends] = final_values
+    terminated = np.zeros(len(obs), bool)
+    terminated[ends] = [s.terminated for s in segments]
+    episode_end = np.zeros(len(obs), bool)
+    episode_end[ends] = True
+    rewards = np.concatenate([s.rewards for s in segments])
+    adv, returns = gae(rewards, values, next_values, terminated, episode_end, gamma, lam)
+    if normalize:
+        adv = normalize_advantages(adv)
+    return Batch(
+        obs=torch.from_numpy(obs),
+        actions=torch.from_numpy(np.concatenate([s.actions for s in segments]).astype(
+            np.float32)),
+        logp=torch.from_numpy(np.concatenate([s.logp for s in segments]).astype(np.float32)),
+        advantages=torch.from_numpy(adv.astype(np.float32)),
+        returns=torch.from_numpy(returns.astype(np.float32)),
+        raw_obs=np.concatenate([s.raw_obs for s in segments]),
+    )

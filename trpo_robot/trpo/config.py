@@ -1,0 +1,106 @@
+"""TRPO hyperparameters: one frozen dataclass, filled at the edges (CLI, ROS parameters)."""
+from dataclasses import asdict, dataclass, fields, replace
+
+
+@dataclass(frozen=True)
+class TRPOConfig:
+    """Every knob of a TRPO run, with its meaning and a typical range.
+
+    Defaults follow the common choices of sb3-contrib, Spinning Up and baselines; the
+    presets below change only what a task family needs.
+    """
+
+    max_kl: float = 0.01
+    """Trust-region radius delta: the largest mean KL(old || new) an update may take.
+    0.01 is the usual default; 0.02-0.05 learns faster on easy or low-noise tasks."""
+    cg_iters: int = 10
+    """Conjugate-gradient iterations for F^-1 g. 10 is plenty for networks of this size."""
+    cg_residual_tol: float = 1e-10
+    """Stop CG early once the squared residual is below this."""
+    damping: float = 0.1
+    """Added to the Fisher matrix (F + damping I) to keep CG well conditioned; 0.01-0.1."""
+    backtrack_coeff: float = 0.8
+    """Step shrink factor per line-search trial."""
+    backtrack_iters: int = 10
+    """Line-search trials before giving up and restoring the old parameters exactly."""
+    gamma: float = 0.99
+    """Discount factor. Lower (0.9-0.95) for tasks whose reward is dense and immediate."""
+    gae_lambda: float = 0.97
+    """GAE lambda: bias/variance trade-off of the advantage estimate; 0.9-0.99."""
+    batch_steps: int = 2048
+    """Environment steps per policy update (on-policy batch)."""
+    value_epochs: int = 10
+    """Passes of Adam over the batch when fitting the value network."""
+    value_minibatch: int = 256
+    """Minibatch size for value fitting."""
+    value_lr: float = 1e-3
+    """Adam learning rate of the value network."""
+    policy_hidden: tuple = (64, 64)
+    """Hidden layer widths of the policy mean network (tanh)."""
+    value_hidden: tuple = (64, 64)
+    """Hidden layer widths of the value network (tanh)."""
+    init_log_std: float = 0.0
+    """Initial log standard deviation of the Gaussian policy (state independent)."""
+    normalize_obs: bool = True
+    """Keep running mean/std of observations and feed the networks normalized inputs."""
+    obs_clip: float = 10.0
+    """Normalized observations are clipped to +-obs_clip."""
+    normalize_advantages: bool = True
+    """Standardize advantages per batch (safe when their std is zero)."""
+    max_policy_lag: int = 2
+    """Asynchronous learning: drop episodes more than this many policy versions old."""
+
+    def __post_init__(self):
+        _check_positive(self, ('max_kl', 'damping', 'batch_steps', 'cg_iters',
+                               'backtrack_iters', 'value_epochs', 'value_minibatch',
+                               'value_lr', 'obs_clip'))
+        if not 0.0 < self.backtrack_coeff < 1.0:
+            raise ValueError(f'backtrack_coeff must be in (0, 1), got {self.backtrack_coeff}')
+        for name in ('gamma', 'gae_lambda'):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f'{name} must be in [0, 1], got {getattr(self, name)}')
+        object.__setattr__(self, 'policy_hidden', tuple(int(h) for h in self.policy_hidden))
+        object.__setattr__(self, 'value_hidden', tuple(int(h) for h in self.value_hidden))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d['policy_hidden'] = list(self.policy_hidden)
+        d['value_hidden'] = list(self.value_hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> 'TRPOConfig':
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f'unknown TRPO config keys: {sorted(unknown)}')
+        return cls(**d)
+
+    def with_overrides(self, **overrides) -> 'TRPOConfig':
+        return replace(self, **overrides)
+
+
+def _check_positive(cfg, names):
+    for name in names:
+        if not getattr(cfg, name) > 0:
+            raise ValueError(f'{name} must be > 0, got {getattr(cfg, name)}')
+
+
+PRESETS = {
+    'default': TRPOConfig(),
+    # Pendulum: dense, immediate reward -> short horizon; small batches update more often.
+    'pendulum': TRPOConfig(gamma=0.9, gae_lambda=0.95, max_kl=0.05, batch_steps=1024,
+                           value_epochs=20, value_minibatch=128, init_log_std=-0.5),
+    # MuJoCo locomotion/balance tasks (InvertedDoublePendulum, Hopper, ...).
+    'mujoco': TRPOConfig(gamma=0.99, gae_lambda=0.97, max_kl=0.02, batch_steps=2048),
+    # Arm reachers (SenseAct-style, 40 ms steps, velocity control).
+    'reacher': TRPOConfig(gamma=0.99, gae_lambda=0.97, max_kl=0.02, batch_steps=2048,
+                          value_epochs=10, value_minibatch=256),
+}
+
+
+def preset(name: str) -> TRPOConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f'unknown preset {name!r}; choose from {sorted(PRESETS)}') from None

@@ -1,0 +1,91 @@
+"""Collecting on-policy segments from a gymnasium environment."""
+import numpy as np
+
+from .batch import Segment
+
+
+class EpisodeRecorder:
+    """Accumulates one episode's steps and cuts it into Segments."""
+
+    def __init__(self):
+        self.clear()
+
+    def clear(self):
+        self.obs, self.raw, self.act, self.rew, self.logp = [], [], [], [], []
+
+    def add(self, obs, raw, act, rew, logp):
+        self.obs.append(obs)
+        self.raw.append(raw)
+        self.act.append(act)
+        self.rew.append(rew)
+        self.logp.append(logp)
+
+    def __len__(self):
+        return len(self.rew)
+
+    def cut(self, final_obs, terminated, version, episode_return=None) -> Segment:
+        seg = Segment(np.asarray(self.obs, np.float32), np.asarray(self.raw, np.float32),
+                      np.asarray(self.act, np.float32), np.asarray(self.rew, np.float32),
+                      np.asarray(self.logp, np.float32), np.asarray(final_obs, np.float32),
+                      bool(terminated), version, episode_return)
+        self.clear()
+        return seg
+
+
+class Sampler:
+    """Steps one env with the current policy snapshot until a batch is full.
+
+    Acting runs on a numpy copy of the policy (a few microseconds per step instead of a
+    torch call); episodes in progress carry over from one batch to the next.
+    """
+
+    def __init__(self, env, agent, seed):
+        self.env, self.agent = env, agent
+        self.rng = np.random.default_rng(seed)
+        self.low = env.action_space.low.astype(np.float64)
+        self.high = env.action_space.high.astype(np.float64)
+        self.raw, _ = env.reset(seed=seed)
+        self.recorder = EpisodeRecorder()
+        self.episode_return, self.episode_len = 0.0, 0
+        self.finished_returns = []
+
+    def collect(self, n_steps):
+        snapshot, norm, version = self.agent.snapshot(), self.agent.obs_norm, self.agent.version
+        segments = []
+        for _ in range(n_steps):
+            obs = norm(self.raw)
+            act, logp = snapshot.sample(obs, self.rng)
+            next_raw, reward, terminated, truncated, _ = self.env.step(
+                np.clip(act, self.low, self.high))
+            self.recorder.add(obs, self.raw, act, reward, logp)
+            self.episode_return += float(reward)
+            if terminated or truncated:
+                segments.append(self.recorder.cut(norm(next_raw), terminated, version,
+                                                  self.episode_return))
+                self.finished_returns.append(self.episode_return)
+                self.episode_return = 0.0
+                next_raw, _ = self.env.reset()
+            self.raw = next_raw
+        if len(self.recorder):
+            segments.append(self.recorder.cut(norm(self.raw), False, version))
+        return segments
+
+    def pop_returns(self):
+        out, self.finished_returns = self.finished_returns, []
+        return out
+
+
+def evaluate(env, agent, episodes, seed):
+    """Deterministic (mean action) returns over `episodes` episodes."""
+    low, high = env.action_space.low, env.action_space.high
+    returns = []
+    for k in range(episodes):
+        raw, _ = env.reset(seed=seed + k)
+        total, done = 0.0, False
+        while not done:
+            act = np.clip(agent.act_deterministic(raw), low, high)
+            raw, reward, terminated, truncated, _ = env.step(act)
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    return np.asarray(returns)
