@@ -1,0 +1,144 @@
+"""Learning, end-to-end speed and peak memory: ours beside sb3-contrib TRPO, one run.
+
+Every run is its own subprocess (so its peak RSS is its own), one torch thread each.
+Evaluation is deterministic (mean action) over 20 episodes with fixed seeds.
+
+    python bench/learning.py --env Pendulum-v1 --preset pendulum --steps 100000 --seeds 0 1 2
+    python bench/learning.py --env InvertedDoublePendulum-v5 --preset mujoco --seeds 0 1 2
+    python bench/learning.py --speed   # steps/s and peak RSS on Pendulum-v1, same settings
+
+Results are appended as JSON lines to bench/results/learning.jsonl.
+"""
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / 'results' / 'learning.jsonl'
+EVAL_EPISODES, EVAL_SEED = 20, 10_000
+
+
+def run_ours(env_id, preset_name, steps, seed, overrides):
+    import gymnasium as gym
+    import torch
+    from trpo_robot.trpo.agent import Agent
+    from trpo_robot.trpo.config import preset
+    from trpo_robot.trpo.rollout import evaluate
+    from trpo_robot.trpo.trainer import train
+    torch.set_num_threads(1)
+    env = gym.make(env_id)
+    cfg = preset(preset_name).with_overrides(**overrides)
+    agent = Agent(env.observation_space.shape[0], env.action_space.shape[0], cfg, seed)
+    t0 = time.perf_counter()
+    train(env, agent, steps, seed, printer=lambda line: None)
+    wall = time.perf_counter() - t0
+    agent.obs_norm.frozen = True
+    returns = evaluate(gym.make(env_id), agent, EVAL_EPISODES, EVAL_SEED)
+    return wall, returns.tolist()
+
+
+def run_sb3(env_id, steps, seed, overrides):
+    import gymnasium as gym
+    import numpy as np
+    import torch
+    from sb3_contrib import TRPO
+    torch.set_num_threads(1)
+    model = TRPO('MlpPolicy', env_id, seed=seed, device='cpu', verbose=0, **overrides)
+    t0 = time.perf_counter()
+    model.learn(steps)
+    wall = time.perf_counter() - t0
+    env = gym.make(env_id)
+    returns = []
+    for k in range(EVAL_EPISODES):
+        obs, _ = env.reset(seed=EVAL_SEED + k)
+        total, done = 0.0, False
+        while not done:
+            act, _ = model.predict(obs, deterministic=True)
+            obs, r, term, trunc, _ = env.step(np.asarray(act))
+            total += float(r)
+            done = term or trunc
+        returns.append(total)
+    return wall, returns
+
+
+def worker(args):
+    overrides = json.loads(args.overrides)
+    if args.worker == 'ours':
+        wall, returns = run_ours(args.env, args.preset, args.steps, args.seed, overrides)
+    else:
+        wall, returns = run_sb3(args.env, args.steps, args.seed, overrides)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({'impl': args.worker, 'env': args.env, 'seed': args.seed,
+                      'steps': args.steps, 'preset': args.preset, 'overrides': overrides,
+                      'train_seconds': wall, 'steps_per_s': args.steps / wall,
+                      'peak_rss_mb': peak_mb, 'mean_return': statistics.mean(returns),
+                      'returns': returns}))
+
+
+def spawn(impl, env, steps, seed, preset='default', overrides=None):
+    cmd = [sys.executable, __file__, '--worker', impl, '--env', env, '--steps', str(steps),
+           '--seed', str(seed), '--preset', preset, '--overrides', json.dumps(overrides or {})]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    RESULTS.parent.mkdir(exist_ok=True)
+    with open(RESULTS, 'a') as f:
+        f.write(json.dumps(result) + '\n')
+    print(f'  {impl:5s} {env} seed {seed}: return {result["mean_return"]:9.1f}  '
+          f'{result["steps_per_s"]:6.0f} steps/s  peak RSS {result["peak_rss_mb"]:.0f} MB',
+          flush=True)
+    return result
+
+
+def learning(args):
+    rows = {'ours': [], 'sb3': []}
+    for seed in args.seeds:
+        rows['ours'].append(spawn('ours', args.env, args.steps, seed, args.preset))
+        if args.sb3:
+            rows['sb3'].append(spawn('sb3', args.env, args.steps, seed))
+    print(f'\n| {args.env}, {args.steps} steps | seeds | returns | median |')
+    print('|---|---|---|---|')
+    for impl, rs in rows.items():
+        if rs:
+            vals = [r['mean_return'] for r in rs]
+            print(f'| {impl} | {args.seeds} | {", ".join(f"{v:.0f}" for v in vals)} | '
+                  f'{statistics.median(vals):.0f} |')
+
+
+def speed(args):
+    """Same batch (2048), same CG iterations (10) and damping (0.1) for both."""
+    ours = spawn('ours', 'Pendulum-v1', args.steps, 0, 'default')
+    theirs = spawn('sb3', 'Pendulum-v1', args.steps, 0, overrides={'cg_max_steps': 10})
+    print('\n| Pendulum-v1, 100k steps | steps/s | peak RSS (MB) |')
+    print('|---|---|---|')
+    for name, r in (('ours', ours), ('sb3-contrib', theirs)):
+        print(f'| {name} | {r["steps_per_s"]:.0f} | {r["peak_rss_mb"]:.0f} |')
+    print(f'end_to_end_speedup={ours["steps_per_s"] / theirs["steps_per_s"]:.2f} '
+          f'peak_rss_ratio={ours["peak_rss_mb"] / theirs["peak_rss_mb"]:.2f}')
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument('--env', default='Pendulum-v1')
+    p.add_argument('--preset', default='default')
+    p.add_argument('--steps', type=int, default=100_000)
+    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--sb3', action='store_true', help='also run sb3-contrib TRPO defaults')
+    p.add_argument('--speed', action='store_true')
+    p.add_argument('--worker', choices=['ours', 'sb3'])
+    p.add_argument('--overrides', default='{}')
+    args = p.parse_args()
+    if args.worker:
+        worker(args)
+    elif args.speed:
+        speed(args)
+    else:
+        learning(args)
+
+
+if __name__ == '__main__':
+    main()

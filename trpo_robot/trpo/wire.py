@@ -1,0 +1,175 @@
+"""Episodes and policy weights as bytes: safetensors payload + string metadata.
+
+This is what crosses process boundaries (ROS topics, disk). Nothing is pickled; every
+decoder validates schema, names, shapes, dtypes, finiteness and size before anything is
+used, and raises WireError with a reason a log line can carry.
+"""
+import json
+
+import numpy as np
+from safetensors.numpy import load as st_load
+from safetensors.numpy import save as st_save
+
+from .batch import Segment
+from .networks import PolicySnapshot, RunningNorm
+
+SCHEMA_VERSION = '1'
+MAX_BLOB_BYTES = 16 * 1024 * 1024
+MAX_EPISODE_STEPS = 100_000
+EPISODE_KIND, POLICY_KIND = 'trpo_robot.episode', 'trpo_robot.policy'
+
+
+class WireError(ValueError):
+    """A blob that must not be used: the message says why."""
+
+
+def _decode(blob, kind, max_bytes):
+    if not isinstance(blob, (bytes, bytearray, memoryview)):
+        raise WireError(f'expected bytes, got {type(blob).__name__}')
+    blob = bytes(blob)
+    if len(blob) > max_bytes:
+        raise WireError(f'blob of {len(blob)} bytes exceeds the cap of {max_bytes}')
+    if len(blob) < 8:
+        raise WireError('blob too short to be safetensors')
+    header_len = int.from_bytes(blob[:8], 'little')
+    if header_len > len(blob) - 8:
+        raise WireError('safetensors header length runs past the blob')
+    try:
+        header = json.loads(blob[8:8 + header_len])
+        tensors = st_load(blob)
+    except Exception as e:  # noqa: BLE001 - any parse failure is a bad blob
+        raise WireError(f'not a valid safetensors blob: {e}') from None
+    meta = header.get('__metadata__') or {}
+    if meta.get('kind') != kind:
+        raise WireError(f'blob kind is {meta.get("kind")!r}, expected {kind!r}')
+    if meta.get('schema') != SCHEMA_VERSION:
+        raise WireError(f'schema version {meta.get("schema")!r} is not {SCHEMA_VERSION!r}')
+    return meta, tensors
+
+
+def _require(tensors, name, dtype, shape):
+    if name not in tensors:
+        raise WireError(f'tensor {name!r} is missing')
+    t = tensors[name]
+    if t.dtype != dtype:
+        raise WireError(f'tensor {name!r} has dtype {t.dtype}, expected {dtype}')
+    if len(t.shape) != len(shape) or any(s is not None and a != s
+                                          for a, s in zip(t.shape, shape)):
+        raise WireError(f'tensor {name!r} has shape {t.shape}, expected {shape}')
+    if not np.isfinite(t).all():
+        raise WireError(f'tensor {name!r} holds NaN or inf')
+    return t
+
+
+def _int_meta(meta, key, low=0, high=2 ** 62):
+    try:
+        value = int(meta[key])
+    except (KeyError, ValueError, TypeError):
+        raise WireError(f'metadata {key!r} is missing or not an integer') from None
+    if not low <= value <= high:
+        raise WireError(f'metadata {key!r}={value} is out of range [{low}, {high}]')
+    return value
+
+
+# ---------------------------------------------------------------- episodes
+
+def encode_episode(segment: Segment, *, robot='', task='', actor='', sequence=0,
+                   aborted=False, extra=None) -> bytes:
+    tensors = {
+        'obs': np.ascontiguousarray(segment.obs, np.float32),
+        'raw_obs': np.ascontiguousarray(segment.raw_obs, np.float32),
+        'actions': np.ascontiguousarray(segment.actions, np.float32),
+        'rewards': np.ascontiguousarray(segment.rewards, np.float32),
+        'logp': np.ascontiguousarray(segment.logp, np.float32),
+        'final_obs': np.ascontiguousarray(segment.final_obs, np.float32),
+    }
+    meta = {'kind': EPISODE_KIND, 'schema': SCHEMA_VERSION,
+            'policy_version': str(int(segment.policy_version)), 'robot': robot, 'task': task,
+            'actor': actor, 'sequence': str(int(sequence)),
+            'terminated': 'true' if segment.terminated else 'false',
+            'aborted': 'true' if aborted else 'false',
+            'extra': json.dumps(extra or {})}
+    return st_save(tensors, metadata=meta)
+
+
+def decode_episode(blob, obs_dim, act_dim, max_bytes=MAX_BLOB_BYTES):
+    """Return (Segment, metadata dict) or raise WireError."""
+    meta, t = _decode(blob, EPISODE_KIND, max_bytes)
+    rewards = _require(t, 'rewards', np.float32, (None,))
+    n = rewards.shape[0]
+    if not 0 < n <= MAX_EPISODE_STEPS:
+        raise WireError(f'episode length {n} is outside 1..{MAX_EPISODE_STEPS}')
+    obs = _require(t, 'obs', np.float32, (n, obs_dim))
+    raw = _require(t, 'raw_obs', np.float32, (n, obs_dim))
+    act = _require(t, 'actions', np.float32, (n, act_dim))
+    logp = _require(t, 'logp', np.float32, (n,))
+    final = _require(t, 'final_obs', np.float32, (obs_dim,))
+    if meta.get('terminated') not in ('true', 'false'):
+        raise WireError('metadata terminated must be true or false')
+    version = _int_meta(meta, 'policy_version')
+    info = {'policy_version': version, 'sequence': _int_meta(meta, 'sequence'),
+            'robot': meta.get('robot', ''), 'task': meta.get('task', ''),
+            'actor': meta.get('actor', ''), 'aborted': meta.get('aborted') == 'true'}
+    try:
+        info['extra'] = json.loads(meta.get('extra', '{}'))
+    except json.JSONDecodeError:
+        raise WireError('metadata extra is not JSON') from None
+    seg = Segment(obs, raw, act, rewards, logp, final, meta['terminated'] == 'true', version,
+                  float(rewards.sum()))
+    return seg, info
+
+
+# ---------------------------------------------------------------- policies
+
+def encode_policy(snapshot: PolicySnapshot, norm: RunningNorm, version: int, *, robot='',
+                  task='') -> bytes:
+    tensors = {'log_std': snapshot.log_std.astype(np.float32),
+               'norm_mean': norm.mean.astype(np.float64),
+               'norm_var': norm.var.astype(np.float64)}
+    for i, (w, b) in enumerate(snapshot.layers):
+        tensors[f'layer{i}.weight'] = np.ascontiguousarray(w, np.float32)
+        tensors[f'layer{i}.bias'] = np.ascontiguousarray(b, np.float32)
+    meta = {'kind': POLICY_KIND, 'schema': SCHEMA_VERSION, 'policy_version': str(int(version)),
+            'robot': robot, 'task': task, 'layers': str(len(snapshot.layers)),
+            'norm_clip': repr(float(norm.clip)),
+            'normalize': 'false' if type(norm).__name__ == 'IdentityNorm' else 'true'}
+    return st_save(tensors, metadata=meta)
+
+
+def decode_policy(blob, obs_dim, act_dim, max_bytes=MAX_BLOB_BYTES, max_layers=8):
+    """Return (PolicySnapshot, normalizer, metadata) or raise WireError."""
+    meta, t = _decode(blob, POLICY_KIND, max_bytes)
+    n_layers = _int_meta(meta, 'layers', 1, max_layers)
+    layers, width = [], obs_dim
+    for i in range(n_layers):
+        w = _require(t, f'layer{i}.weight', np.float32, (width, None))
+        out = act_dim if i == n_layers - 1 else w.shape[1]
+        w = _require(t, f'layer{i}.weight', np.float32, (width, out))
+        b = _require(t, f'layer{i}.bias', np.float32, (out,))
+        layers.append((w, b))
+        width = out
+    expected = {f'layer{i}.{p}' for i in range(n_layers) for p in ('weight', 'bias')}
+    expected |= {'log_std', 'norm_mean', 'norm_var'}
+    if set(t) != expected:
+        raise WireError(f'unexpected tensors: {sorted(set(t) - expected)}')
+    log_std = _require(t, 'log_std', np.float32, (act_dim,))
+    norm = _decode_norm(t, meta, obs_dim)
+    info = {'policy_version': _int_meta(meta, 'policy_version'),
+            'robot': meta.get('robot', ''), 'task': meta.get('task', '')}
+    return PolicySnapshot(layers, log_std), norm, info
+
+
+def _decode_norm(t, meta, obs_dim):
+    from .networks import IdentityNorm
+    mean = _require(t, 'norm_mean', np.float64, (obs_dim,))
+    var = _require(t, 'norm_var', np.float64, (obs_dim,))
+    if (var < 0).any():
+        raise WireError('normalizer variance is negative')
+    try:
+        clip = float(meta.get('norm_clip', '10.0'))
+    except ValueError:
+        raise WireError('metadata norm_clip is not a number') from None
+    norm = (RunningNorm if meta.get('normalize', 'true') == 'true' else IdentityNorm)(
+        obs_dim, clip=clip)
+    norm.mean, norm.var, norm.frozen = mean.copy(), var.copy(), True
+    return norm
