@@ -51,7 +51,8 @@ setup(
     extras_require={
         'ros': ROS_WHEELS,
         'test': ['pytest>=7', 'hypothesis>=6', 'pytest-timeout>=2'],
-        'bench': ['sb3-contrib==2.9.2', 'stable-baselines3==2.9.2', 'psutil>=5'],
+        'bench': ['sb3-contrib==2.9.2', 'stable-baselines3==2.9.2', 'psutil>=5',
+                  'gymnasium[mujoco]', 'imageio>=2'],
     },
     zip_safe=True,
     maintainer='trpo_robot developers',

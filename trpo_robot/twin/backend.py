@@ -1,0 +1,293 @@
+"""The MuJoCo twin as a ``Backend``: the same five calls a real arm answers.
+
+Everything above the backend (shield, rate loop, environment, ROS edge) is written once
+against ``trpo_robot.robot.backend.Backend``; this class makes the simulator honour that
+contract with the real arm's timing: commands take effect after the driver's latency, are
+held for whole driver periods, and readings carry sensor noise.
+"""
+from collections import deque
+import math
+import time
+
+import mujoco
+import numpy as np
+
+from trpo_robot.robot.backend import JointState
+from trpo_robot.twin.model import build_model, EE_SITE, HOME_KEY, TARGET_BODY
+from trpo_robot.twin.randomization import latency_rng, noise_rng, Randomization
+from trpo_robot.twin.settings import load_settings
+
+MODES = ('fast', 'paced')
+
+
+def _non_negative(value, what: str) -> float:
+    value = float(value)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f'{what} must be finite and >= 0, got {value}')
+    return value
+
+
+def _noise_pair(noise_std, settings) -> tuple[float, float]:
+    """(position std, velocity std) from None (robot default), one number, or a pair."""
+    if noise_std is None:
+        return settings.position_noise, settings.velocity_noise
+    pair = np.broadcast_to(np.asarray(noise_std, dtype=float), (2,))
+    return (_non_negative(pair[0], 'noise_std (position)'),
+            _non_negative(pair[1], 'noise_std (velocity)'))
+
+
+class MujocoBackend:
+    """Simulated arm behind the ``Backend`` protocol.
+
+    ``mode='fast'`` steps as fast as the CPU allows (training, tests); ``mode='paced'`` also
+    sleeps so that sim time follows wall time scaled by ``real_time_factor`` (a twin that a
+    ROS graph or a person watches). The clock (``now``) is sim time in both modes.
+    """
+
+    def __init__(self, robot: str = 'ur5', mode: str = 'fast', latency: float | None = None,
+                 noise_std=None, randomization: Randomization | None = None, seed: int = 0,
+                 real_time_factor: float = 1.0):
+        if mode not in MODES:
+            raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
+        real_time_factor = float(real_time_factor)
+        if not (math.isfinite(real_time_factor) and real_time_factor > 0):
+            raise ValueError(f'real_time_factor must be finite and > 0, got {real_time_factor}')
+        self._settings = load_settings(robot)
+        self.robot = robot
+        self.mode = mode
+        self.real_time_factor = real_time_factor
+        self.model = build_model(robot, randomization, seed)
+        self.data = mujoco.MjData(self.model)
+        self._index_model()
+        self._latency_steps = self._latency_in_steps(latency, randomization, seed)
+        self._position_std, self._velocity_std = _noise_pair(noise_std, self._settings)
+        self._rng = noise_rng(seed)
+        self._pending = deque()  # (physics step at which it takes effect, command)
+        self._step = 0
+        self._owed = 0.0  # requested time not yet stepped: less than one driver period
+        self._anchor = None  # (monotonic wall time, physics step) that paced mode follows
+        self.overruns = 0
+        self._closed = False
+        mujoco.mj_resetDataKeyframe(self.model, self.data, self.model.key(HOME_KEY).id)
+        mujoco.mj_forward(self.model, self.data)
+
+    def _index_model(self) -> None:
+        model = self.model
+        joints = [int(model.actuator_trnid[i, 0]) for i in range(model.nu)]
+        self._joint_names = tuple(model.joint(j).name for j in joints)
+        self._qadr = np.array([model.jnt_qposadr[j] for j in joints])
+        self._dadr = np.array([model.jnt_dofadr[j] for j in joints])
+        self._lower = model.jnt_range[joints, 0].copy()
+        self._upper = model.jnt_range[joints, 1].copy()
+        self._ee_site = model.site(EE_SITE).id
+        self._target = int(model.body(TARGET_BODY).mocapid[0])
+        chain = [int(model.body_parentid[model.jnt_bodyid[joints[0]]])]
+        chain += [int(model.jnt_bodyid[j]) for j in joints]
+        chain.append(model.body(self._settings.ee_link).id)
+        self._chain = tuple(dict.fromkeys(chain))  # the ee link may be the last moving link
+        self._n = len(joints)
+        self._substeps = self._settings.n_substeps
+
+    def _latency_in_steps(self, latency, randomization, seed) -> int:
+        if latency is None:
+            seconds = self._settings.latency
+        else:
+            seconds = _non_negative(latency, 'latency')
+        steps = math.floor(seconds / self.model.opt.timestep + 0.5)  # half rounds up
+        if randomization is not None:
+            steps += randomization.draw_latency_periods(latency_rng(seed)) * self._substeps
+        return steps
+
+    # --- Backend protocol -------------------------------------------------------------
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        """Actuated joints in chain order, as named in the URDF."""
+        return self._joint_names
+
+    @property
+    def period(self) -> float:
+        """Driver period, s."""
+        return self._settings.period
+
+    @property
+    def latency(self) -> float:
+        """Action latency actually modelled, s: whole physics steps."""
+        return self._latency_steps * self.model.opt.timestep
+
+    def now(self) -> float:
+        """Sim time, s."""
+        return float(self.data.time)
+
+    def read(self) -> JointState:
+        """Joint positions and velocities now, with the configured Gaussian noise."""
+        self._check_open()
+        position = self.data.qpos[self._qadr]
+        velocity = self.data.qvel[self._dadr]
+        if self._position_std:
+            position += self._rng.normal(0.0, self._position_std, self._n)
+        if self._velocity_std:
+            velocity += self._rng.normal(0.0, self._velocity_std, self._n)
+        return JointState(position=position, velocity=velocity, stamp=float(self.data.time))
+
+    def send_velocity(self, v) -> None:
+        """Queue joint velocities, rad/s; they reach the servos after the latency.
+
+        Commands beyond the URDF velocity limit saturate at it, as the drive would.
+        """
+        self._check_open()
+        self._queue(self._vector(v, 'velocity command'))
+
+    def stop(self) -> None:
+        """Drop commands still in flight and hold zero velocity, after the same latency."""
+        self._check_open()
+        self._pending.clear()
+        self._queue(np.zeros(self._n))
+
+    def advance(self, duration: float) -> None:
+        """Step physics for whole driver periods, holding the command between changes.
+
+        Time that does not fill a period is carried to the next call, so many short calls
+        add up to the same sim time as one long one.
+        """
+        self._check_open()
+        self._owed += _non_negative(duration, 'duration')
+        periods = math.floor(self._owed / self.period + 1e-9)
+        self._owed = max(0.0, self._owed - periods * self.period)
+        if self.mode == 'fast':
+            self._run(periods * self._substeps)
+        else:
+            self._run_paced(periods)
+
+    def close(self) -> None:
+        """Stop the servos at once and refuse further calls."""
+        if not self._closed:
+            self._pending.clear()
+            self.data.ctrl[:] = 0.0
+            self._closed = True
+
+    # --- optional capabilities of a simulated backend -------------------------------
+
+    def reset_state(self, position, velocity=None) -> None:
+        """Teleport the joints; the servos then hold ``velocity`` (zero by default).
+
+        Sim time keeps running forward, so stamps stay monotonic across episodes.
+        """
+        self._check_open()
+        position = self._vector(position, 'position')
+        if velocity is None:
+            velocity = np.zeros(self._n)
+        velocity = self._vector(velocity, 'velocity')
+        outside = (position < self._lower - 1e-9) | (position > self._upper + 1e-9)
+        if outside.any():
+            names = [n for n, bad in zip(self._joint_names, outside) if bad]
+            raise ValueError(f'position outside the joint range for {names}: {position}')
+        self._pending.clear()
+        self.data.qpos[self._qadr] = position
+        self.data.qvel[self._dadr] = velocity
+        self.data.ctrl[:] = velocity
+        self.data.qacc_warmstart[:] = 0.0
+        mujoco.mj_forward(self.model, self.data)
+        self._anchor = None
+
+    def reseed_noise(self, seed: int) -> None:
+        """Restart the sensor-noise stream, so that env.reset(seed=...) is reproducible."""
+        self._rng = noise_rng(seed)
+
+    def set_target(self, xyz) -> None:
+        """Move the visual target marker (a mocap body: it never touches the arm).
+
+        Drawn from the next physics step on (or at once by ``render_rgb``), which keeps
+        this cheap enough to call every agent step.
+        """
+        self._check_open()
+        xyz = np.asarray(xyz, dtype=float)
+        if xyz.shape != (3,) or not np.all(np.isfinite(xyz)):
+            raise ValueError(f'target must be 3 finite numbers, got {xyz!r}')
+        self.data.mocap_pos[self._target] = xyz
+
+    # --- helpers for tests and tools ---------------------------------------------------
+
+    def ee_position(self) -> np.ndarray:
+        """End-effector position in the base (= world) frame, noise-free, (3,)."""
+        mujoco.mj_kinematics(self.model, self.data)
+        return self.data.site_xpos[self._ee_site].copy()
+
+    def body_positions(self) -> dict[str, np.ndarray]:
+        """Origins of the base, each moving link and the ee link, in chain order."""
+        mujoco.mj_kinematics(self.model, self.data)
+        return {self.model.body(b).name: self.data.xpos[b].copy() for b in self._chain}
+
+    def held_command(self) -> np.ndarray:
+        """The command the servos hold now (after latency and saturation), rad/s."""
+        return np.clip(self.data.ctrl, self.model.actuator_ctrlrange[:, 0],
+                       self.model.actuator_ctrlrange[:, 1])
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- internals --------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError('this MujocoBackend is closed')
+
+    def _vector(self, value, what: str) -> np.ndarray:
+        try:
+            array = np.array(value, dtype=float)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f'{what} must be numbers, got {value!r}') from error
+        if array.shape != (self._n,):
+            raise ValueError(f'{what} must have shape ({self._n},) for joints '
+                             f'{self._joint_names}, got shape {array.shape}')
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f'{what} must be finite, got {array}')
+        return array
+
+    def _queue(self, command: np.ndarray) -> None:
+        due = self._step + self._latency_steps
+        if self._pending and self._pending[-1][0] == due:
+            self._pending[-1] = (due, command)  # two commands in one step: the last wins
+        else:
+            self._pending.append((due, command))
+        self._apply_due()
+
+    def _apply_due(self) -> None:
+        while self._pending and self._pending[0][0] <= self._step:
+            self.data.ctrl[:] = self._pending.popleft()[1]
+
+    def _run(self, steps: int) -> None:
+        """Step ``steps`` physics steps in as few mj_step calls as the pending commands
+        allow: Python per call, not per step, keeps fast mode fast."""
+        self._apply_due()
+        while steps > 0:
+            chunk = steps
+            if self._pending:
+                chunk = min(chunk, self._pending[0][0] - self._step)
+            mujoco.mj_step(self.model, self.data, chunk)
+            self._step += chunk
+            steps -= chunk
+            self._apply_due()
+
+    def _run_paced(self, periods: int) -> None:
+        """One driver period at a time, each finished no earlier than its wall deadline.
+
+        Deadlines are absolute (anchor + sim time / factor); after falling behind by more
+        than a period the anchor moves to now instead of bursting to catch up.
+        """
+        scale = self.model.opt.timestep / self.real_time_factor
+        for _ in range(periods):
+            if self._anchor is None:
+                self._anchor = (time.monotonic(), self._step)
+            self._run(self._substeps)
+            wall0, step0 = self._anchor
+            deadline = wall0 + (self._step - step0) * scale
+            now = time.monotonic()
+            if now < deadline:
+                time.sleep(deadline - now)
+            elif now - deadline > self.period / self.real_time_factor:
+                self.overruns += 1
+                self._anchor = (now, self._step)

@@ -1,0 +1,16 @@
+"""Gymnasium entry point for the arm tasks on the MuJoCo twin."""
+from trpo_robot.paths import urdf_path
+from trpo_robot.robot.env import ArmEnv
+from trpo_robot.robot.spec import RobotSpec
+from trpo_robot.robot.tasks import get_task
+
+from .backend import MujocoBackend
+
+
+def make_twin_env(task: str, robot: str | None = None, mode: str = 'fast', seed: int = 0,
+                  **backend_kwargs) -> ArmEnv:
+    """ArmEnv over a MujocoBackend. robot overrides the task's robot (e.g. 'ur5e')."""
+    spec_task = get_task(task)
+    backend = MujocoBackend(robot or spec_task.robot, mode=mode, seed=seed, **backend_kwargs)
+    spec = RobotSpec.from_urdf(urdf_path(spec_task.urdf), ee_link=spec_task.ee_link)
+    return ArmEnv(backend, spec_task, spec)
