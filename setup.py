@@ -47,6 +47,8 @@ setup(
         'matplotlib>=3.7',
         'pyserial>=3.5',
         'dynamixel-sdk>=3.7',
+        'mcap>=1.1',
+        'mcap-ros2-support>=0.5',
     ],
     extras_require={
         'ros': ROS_WHEELS,

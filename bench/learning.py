@@ -95,17 +95,20 @@ def spawn(impl, env, steps, seed, preset='default', overrides=None):
 
 def learning(args):
     rows = {'ours': [], 'sb3': []}
+    overrides = json.loads(args.overrides)
     for seed in args.seeds:
-        rows['ours'].append(spawn('ours', args.env, args.steps, seed, args.preset))
+        rows['ours'].append(spawn('ours', args.env, args.steps, seed, args.preset, overrides))
         if args.sb3:
             rows['sb3'].append(spawn('sb3', args.env, args.steps, seed))
-    print(f'\n| {args.env}, {args.steps} steps | seeds | returns | median |')
-    print('|---|---|---|---|')
+    print(f'\n| {args.env}, {args.steps} steps | seeds | returns | median | train s |')
+    print('|---|---|---|---|---|')
     for impl, rs in rows.items():
         if rs:
             vals = [r['mean_return'] for r in rs]
-            print(f'| {impl} | {args.seeds} | {", ".join(f"{v:.0f}" for v in vals)} | '
-                  f'{statistics.median(vals):.0f} |')
+            name = impl if impl == 'sb3' or not overrides else f'{impl} {overrides}'
+            print(f'| {name} | {args.seeds} | {", ".join(f"{v:.0f}" for v in vals)} | '
+                  f'{statistics.median(vals):.0f} | '
+                  f'{statistics.median(r["train_seconds"] for r in rs):.1f} |')
 
 
 def speed(args):
@@ -130,7 +133,7 @@ def main():
     p.add_argument('--sb3', action='store_true', help='also run sb3-contrib TRPO defaults')
     p.add_argument('--speed', action='store_true')
     p.add_argument('--worker', choices=['ours', 'sb3'])
-    p.add_argument('--overrides', default='{}')
+    p.add_argument('--overrides', default='{}', help='JSON TRPOConfig overrides for ours')
     args = p.parse_args()
     if args.worker:
         worker(args)
