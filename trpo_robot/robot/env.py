@@ -112,7 +112,8 @@ class ArmEnv(gym.Env):
         action = np.asarray(action, dtype=np.float64).reshape(-1)
         self._command[:] = 0.0
         if action.shape == self._prev_action.shape:
-            self._command[self.act_idx] = action * self.task.max_velocity
+            with np.errstate(over='ignore', invalid='ignore'):  # inf and NaN go to the shield
+                self._command[self.act_idx] = action * self.task.max_velocity
         else:
             self._command[:] = np.nan  # wrong shape: the shield brakes and reports it
         sent, flags = self.shield.filter(self._fresh_state(), self._command)

@@ -1,0 +1,1 @@
+"""robot layer of trpo_robot (see docs/architecture.md)."""
