@@ -18,6 +18,9 @@ $(STAMP): setup.py setup.cfg
 
 venv: $(STAMP)
 
+# The main job: learn the UR5 2-D reacher on the MuJoCo twin.
+LEARN_ARGS ?= train --env trpo_robot/UR5Reacher2D-v0 --preset reacher --steps 150000 --seed 0 --out runs/ur5_reacher_2d
+
 learn: $(STAMP)
 	$(VENV)/bin/trpo-robot $(LEARN_ARGS)
 

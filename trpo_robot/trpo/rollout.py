@@ -48,6 +48,8 @@ class Sampler:
         self.recorder = EpisodeRecorder()
         self.episode_return, self.episode_len = 0.0, 0
         self.finished_returns = []
+        self.finished_distances = []
+        """Final end-effector distance of each finished episode, for envs that report it."""
 
     def collect(self, n_steps):
         snapshot, norm, version = self.agent.snapshot(), self.agent.obs_norm, self.agent.version
@@ -55,7 +57,7 @@ class Sampler:
         for _ in range(n_steps):
             obs = norm(self.raw)
             act, logp = snapshot.sample(obs, self.rng)
-            next_raw, reward, terminated, truncated, _ = self.env.step(
+            next_raw, reward, terminated, truncated, info = self.env.step(
                 np.clip(act, self.low, self.high))
             self.recorder.add(obs, self.raw, act, reward, logp)
             self.episode_return += float(reward)
@@ -63,6 +65,8 @@ class Sampler:
                 segments.append(self.recorder.cut(norm(next_raw), terminated, version,
                                                   self.episode_return))
                 self.finished_returns.append(self.episode_return)
+                if 'distance' in info:
+                    self.finished_distances.append(float(info['distance']))
                 self.episode_return = 0.0
                 next_raw, _ = self.env.reset()
             self.raw = next_raw
@@ -72,6 +76,10 @@ class Sampler:
 
     def pop_returns(self):
         out, self.finished_returns = self.finished_returns, []
+        return out
+
+    def pop_distances(self):
+        out, self.finished_distances = self.finished_distances, []
         return out
 
 

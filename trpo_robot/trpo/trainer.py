@@ -24,10 +24,11 @@ class ProgressPrinter:
     def __init__(self, total_steps, start_steps, out=print):
         self.total, self.start, self.out = total_steps, start_steps, out
         self.t0 = time.monotonic()
-        self.recent = []
+        self.recent, self.recent_dist = [], []
 
-    def __call__(self, stats: UpdateStats, returns):
+    def __call__(self, stats: UpdateStats, returns, distances=()):
         self.recent = (self.recent + list(returns))[-20:]
+        self.recent_dist = (self.recent_dist + list(distances))[-20:]
         done = stats.steps - self.start
         rate = done / max(time.monotonic() - self.t0, 1e-9)
         eta = (self.total - stats.steps) / rate if rate > 0 else float('inf')
@@ -35,8 +36,10 @@ class ProgressPrinter:
         ls = 'accepted' if stats.accepted else stats.reason
         if stats.accepted:
             ls += f'@{stats.backtracks}'
+        dist = (f'  final dist {100 * np.mean(self.recent_dist):5.1f} cm'
+                if self.recent_dist else '')
         self.out(f'[{stats.steps:>8d}/{self.total} {100 * stats.steps / self.total:3.0f}%] '
-                 f'v{stats.version:<4d} return {ret}  kl {stats.kl:.4f}  {ls:<20s} '
+                 f'v{stats.version:<4d} return {ret}{dist}  kl {stats.kl:.4f}  {ls:<20s} '
                  f'update {stats.update_time:5.2f}s  {rate:6.0f} steps/s  '
                  f'ETA {_fmt_time(eta)}')
 
@@ -61,7 +64,7 @@ def train(env, agent: Agent, total_steps: int, seed: int, out=None, *, extra=Non
         n = min(agent.config.batch_steps, total_steps - agent.total_steps)
         stats = agent.update(sampler.collect(n))
         returns = sampler.pop_returns()
-        progress(stats, returns)
+        progress(stats, returns, sampler.pop_distances())
         if log:
             log.write(stats, returns)
         if on_update:
