@@ -60,7 +60,7 @@ def test_observation_layout(envs):
     env = envs['trpo_robot/UR5Reacher2D-v0']
     obs, info = env.reset(seed=3)
     action = np.array([0.5, -1.0], np.float32)
-    obs, *_ , info = env.step(action)
+    obs, *_, info = env.step(action)
     target = info['target']
     assert np.allclose(obs[4:7], target, atol=1e-6)
     assert np.allclose(obs[-2:], action)
@@ -141,3 +141,19 @@ def test_any_action_sequence_keeps_the_twin_safe(envs, env_id, actions, seed):
     within the velocity and acceleration limits, joints inside the task limits, the end
     effector inside its box (small tolerances for the twin's tracking error)."""
     _check_episode(envs[env_id], actions, seed)
+
+
+def test_in_place_reset_keeps_the_arm_where_the_lifecycle_left_it(envs):
+    env = envs['trpo_robot/UR5Reacher2D-v0']
+    env.reset(seed=2)
+    for _ in range(30):
+        env.step(np.array([1.0, -1.0]))
+    for _ in range(30):
+        env.step(np.zeros(2))
+    before = env.unwrapped.backend.read().position.copy()
+    obs, info = env.reset(options={'in_place': True})
+    after = env.unwrapped.backend.read().position
+    assert np.allclose(before, after, atol=2e-3)
+    assert np.allclose(obs[:2], after[[1, 2]], atol=2e-3)
+    moved = env.reset()[0]
+    assert not np.allclose(moved[:2], after[[1, 2]], atol=2e-3)

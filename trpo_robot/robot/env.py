@@ -13,7 +13,7 @@ import time
 import gymnasium as gym
 import numpy as np
 
-from .backend import Backend
+from .backend import Backend, BackendFault
 from .shield import Intervention, SafetyShield, ShieldConfig
 from .spec import RobotSpec
 from .tasks import Task
@@ -78,26 +78,30 @@ class ArmEnv(gym.Env):
         self._phase = 0.0
         self._state = None
         self.step_wall_s = 0.0
+        """Wall-clock cost of the last step (kept out of info, which must be deterministic)."""
         self.drive_resets = not hasattr(backend, 'reset_state')
         """Reset by moving the arm through the shield (a real arm, a ROS twin) instead of
         teleporting it (a simulator in this process)."""
         self.reset_seconds = 0.0
-        """Wall-clock cost of the last step (kept out of info, which must be deterministic)."""
+        """Backend-clock time the last driven reset took (0 after a teleport)."""
+        self.aborted = None
+        """The BackendFault that ended the current episode, None while it runs normally.
+        The fault propagates to the caller (gymnasium has no 'aborted' outcome); the actor
+        reads this to discard the episode instead of learning from it."""
 
     @property
     def dt(self):
         return self.periods_per_step * self.backend.period
 
     def reset(self, *, seed=None, options=None):
+        """Start an episode. options={'in_place': True} starts it where the arm is: the
+        actor's lifecycle (auto / teleop / freedrive reset) has already moved it."""
         super().reset(seed=seed)
+        self.aborted = None
         if seed is not None and hasattr(self.backend, 'reseed_noise'):
             self.backend.reseed_noise(seed)
-        self.backend.stop()
-        start = self._start_pose()
-        if hasattr(self.backend, 'reset_state') and not self.drive_resets:
-            self.backend.reset_state(start)
-        else:
-            self.reset_seconds = self.drive_to(start)
+        if not (options or {}).get('in_place', False):
+            self._move_to_start()
         self.shield.reset()
         self._steps, self._prev_action[:] = 0, 0.0
         self._center, self._amplitude = self._draw_target_motion()
@@ -116,13 +120,17 @@ class ArmEnv(gym.Env):
                 self._command[self.act_idx] = action * self.task.max_velocity
         else:
             self._command[:] = np.nan  # wrong shape: the shield brakes and reports it
-        sent, flags = self.shield.filter(self._fresh_state(), self._command)
-        self.backend.send_velocity(sent)
-        self.backend.advance(self.dt)
+        try:
+            sent, flags = self.shield.filter(self._fresh_state(), self._command)
+            self.backend.send_velocity(sent)
+            self.backend.advance(self.dt)
+            state = self._state = self.backend.read()
+        except BackendFault as fault:
+            self.aborted = fault  # the backend has stopped the arm already
+            raise
         self._steps += 1
         if self.task.moving_target:
             self._update_target()
-        state = self._state = self.backend.read()
         ee = self._kin.position(np.asarray(state.position, float)).copy()
         clean = _clean_action(action, self._prev_action.shape)
         terms, distance = self._reward_terms(ee, clean)
@@ -147,7 +155,10 @@ class ArmEnv(gym.Env):
         return state
 
     def close(self):
-        self.backend.stop()
+        try:
+            self.backend.stop()
+        except BackendFault:
+            pass  # the fault already stopped the arm; closing must not raise again
 
     def drive_to(self, target, tolerance=0.02, timeout=30.0, gain=2.0):
         """Move to a joint configuration through the shield: the `auto` reset.
@@ -174,7 +185,17 @@ class ArmEnv(gym.Env):
 
     # -- pieces ---------------------------------------------------------------------------
 
-    def _start_pose(self):
+    def _move_to_start(self):
+        self.backend.stop()
+        start = self.start_pose()
+        if hasattr(self.backend, 'reset_state') and not self.drive_resets:
+            self.backend.reset_state(start)
+        else:
+            self.reset_seconds = self.drive_to(start)
+
+    def start_pose(self):
+        """A start configuration for the next episode: home plus seeded noise on the
+        actuated joints, inside the task's joint range."""
         q = self.home.copy()
         idx = self.act_idx
         low, high = self.robot_spec.lower[idx] + 0.1, self.robot_spec.upper[idx] - 0.1
