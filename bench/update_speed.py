@@ -14,7 +14,6 @@ import copy
 import statistics
 import time
 
-import numpy as np
 import torch
 
 from trpo_robot.trpo.agent import Agent

@@ -29,7 +29,6 @@ def make_env(env_id, **kwargs):
 
 
 def cmd_train(args):
-    from trpo_robot.trpo import checkpoint
     from trpo_robot.trpo.agent import Agent
     from trpo_robot.trpo.config import preset
     from trpo_robot.trpo.trainer import env_spaces, train

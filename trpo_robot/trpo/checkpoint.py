@@ -190,5 +190,3 @@ def _load_optimizer(agent, tensors):
         agent.v_optim.load_state_dict(sd)
     except (ValueError, KeyError, RuntimeError) as e:
         raise CheckpointError(f'value optimizer state does not fit: {e}') from None
-
-

@@ -53,8 +53,8 @@ def _require(tensors, name, dtype, shape):
     t = tensors[name]
     if t.dtype != dtype:
         raise WireError(f'tensor {name!r} has dtype {t.dtype}, expected {dtype}')
-    if len(t.shape) != len(shape) or any(s is not None and a != s
-                                          for a, s in zip(t.shape, shape)):
+    mismatch = any(s is not None and a != s for a, s in zip(t.shape, shape))
+    if len(t.shape) != len(shape) or mismatch:
         raise WireError(f'tensor {name!r} has shape {t.shape}, expected {shape}')
     if not np.isfinite(t).all():
         raise WireError(f'tensor {name!r} holds NaN or inf')
