@@ -254,8 +254,14 @@ def _latency_timer(port):
 
 def format_report(config: DxlConfig, checks: list[Check]) -> str:
     ids = ' '.join(str(i) for i in config.ids)
-    lines = [f'check-hw: Dynamixel bus {config.port} at {config.baud} bit/s, ids {ids}, '
-             f'URDF {config.urdf}, period {config.period * 1e3:.0f} ms']
+    return format_checks(f'check-hw: Dynamixel bus {config.port} at {config.baud} bit/s, '
+                         f'ids {ids}, URDF {config.urdf}, period {config.period * 1e3:.0f} ms',
+                         checks)
+
+
+def format_checks(header: str, checks: list[Check]) -> str:
+    """One line per check (PASS / WARN / FAIL), the fix under each that needs one, a verdict."""
+    lines = [header]
     width = max(len(c.name) for c in checks)
     for c in checks:
         tag = 'FAIL' if not c.ok else 'WARN' if c.warn else 'PASS'
