@@ -1,5 +1,6 @@
 """DynamixelBackend end to end: dynamixel-sdk and pyserial on a real pty, the emulator's
 servos on the other end, the MuJoCo twin moving the joints."""
+import re
 from pathlib import Path
 import signal
 import subprocess
@@ -227,7 +228,8 @@ def test_check_hw_passes_on_a_healthy_bus(tmp_path, trpo_robot_cmd, cli_env):
                            _test_config(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert 'result: PASS' in result.stdout and 'FAIL' not in result.stdout
-    assert 'PASS  hold 100 Hz' in result.stdout
+    # A lone late cycle on a busy machine is a WARN, not a failure of the bus.
+    assert re.search(r'(PASS|WARN)  hold 100 Hz', result.stdout), result.stdout
 
 
 def test_check_hw_fails_with_the_reason_on_a_broken_bus(tmp_path, trpo_robot_cmd, cli_env):

@@ -171,7 +171,10 @@ def _timing_checks(bus, config, alive, seconds, checks) -> None:
                         f'p99 {a99 * 1e3:.2f} ms (backend reply timeout '
                         f'{timeout * 1e3:.1f} ms)', '' if ok else _slow_fix(config, a50)))
     overruns, late = _hold(bus, ids, config.period, seconds, config.realtime)
-    ok = overruns == 0
+    cycles_held = max(1, round(seconds / config.period))
+    # A single late cycle is a scheduling hiccup worth a warning; a steady share of them
+    # (over 2%) means the loop cannot hold its rate here.
+    ok = overruns <= 0.02 * cycles_held
     fix = _slow_fix(config, med)
     if med < 0.5 * config.period:  # the cycle fits: the overruns are scheduling delays
         fix = ('cycles fit the period, so the overruns are scheduling delays: '
@@ -179,7 +182,8 @@ def _timing_checks(bus, config, alive, seconds, checks) -> None:
                   if not config.realtime else '') + 'move other load off this machine')
     checks.append(Check(f'hold {need:.0f} Hz', ok, f'{seconds:.1f} s of bus cycles at '
                         f'{need:.0f} Hz: {overruns} overruns, lateness p99 {late * 1e3:.2f} ms'
-                        + (' (SCHED_FIFO)' if config.realtime else ''), '' if ok else fix))
+                        + (' (SCHED_FIFO)' if config.realtime else ''),
+                        fix if overruns else '', warn=ok and overruns > 0))
     timer = _latency_timer(config.port)
     if timer is not None and timer > 1:
         checks.append(Check('latency timer', True, f'USB latency timer is {timer} ms',

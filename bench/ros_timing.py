@@ -1,0 +1,127 @@
+"""Control timing over ROS on the UR5 twin at 125 Hz while the learner updates.
+
+twin_node (real time: the 8 ms driver period is 8 ms of wall time), actor_node and
+learner_node run as processes, the learner with a small batch so that it updates every few
+seconds; --hog adds a process that runs TRPO updates back to back (one torch thread), i.e.
+a core saturated by learning, as on a 2-core learning machine. After a warm-up the actor's
+timing is reset through its ~/reset_timing service and read from ~/diagnostics at the end:
+per-tick lateness (joint_states in -> command out) p50/p99/max, transport (driver publish
+-> actor), overruns (driver periods without a command); plus the twin's receive-timeout
+stops. Run once with and once without SCHED_FIFO.
+
+    python bench/ros_timing.py --seconds 60 --hog
+    python bench/ros_timing.py --seconds 60 --hog --no-realtime
+
+Appends a JSON line per run to bench/results/ros_timing.jsonl.
+"""
+import argparse
+import json
+from pathlib import Path
+import subprocess
+import sys
+import tempfile
+import time
+
+from std_srvs.srv import Trigger
+
+from trpo_robot.ros import graph as G
+from trpo_robot.ros import params as P
+from trpo_robot.ros.monitor import Probe
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / 'bench' / 'results' / 'ros_timing.jsonl'
+
+
+def hog():
+    """TRPO updates back to back on a fixed random batch, forever."""
+    import numpy as np
+    import torch
+    from trpo_robot.trpo.agent import Agent
+    from trpo_robot.trpo.batch import Segment
+    from trpo_robot.trpo.config import preset
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    agent = Agent(12, 2, preset('reacher'), seed=0)
+    segs = []
+    for _ in range(20):
+        o = rng.standard_normal((100, 12)).astype(np.float32)
+        segs.append(Segment(o, o, rng.standard_normal((100, 2)).astype(np.float32),
+                            rng.standard_normal(100).astype(np.float32),
+                            np.full(100, -2.0, np.float32), o[0], False, 0))
+    while True:
+        for s in segs:
+            s.policy_version = agent.version
+        agent.update(segs)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--seconds', type=float, default=60.0)
+    ap.add_argument('--warmup', type=float, default=10.0)
+    ap.add_argument('--no-realtime', action='store_true')
+    ap.add_argument('--hog', action='store_true', help='saturate a core with TRPO updates')
+    ap.add_argument('--batch', type=int, default=500, help='learner batch, steps')
+    ap.add_argument('--run-hog', action='store_true', help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.run_hog:
+        return hog()
+
+    work = Path(tempfile.mkdtemp(prefix='ros_timing_'))
+    values = P.node_parameters([ROOT / 'config' / 'ur5.yaml'], 'actor_node')
+    values.update(real_time_factor=1.0, realtime=not args.no_realtime)
+    rp = P.build(P.RobotParams, values)
+    lvalues = P.node_parameters([ROOT / 'config' / 'learner.yaml'], 'learner_node')
+    lvalues.update({'trpo.batch_steps': args.batch, 'checkpoint_dir': str(work / 'ck')})
+    lp = P.build(P.LearnerParams, lvalues)
+    robot_yaml = P.write_param_file(work / 'robot.yaml', P.to_ros(rp))
+    learner_yaml = P.write_param_file(work / 'learner.yaml', P.to_ros(lp))
+    domain = G.free_domain_id()
+    env = G.ros_env(domain)
+    logs = work / 'logs'
+    procs = [G.NodeProcess('twin_node', [robot_yaml], env, logs),
+             G.NodeProcess('learner_node', [robot_yaml, learner_yaml], env, logs),
+             G.NodeProcess('actor_node', [robot_yaml], env, logs,
+                           params={'use_sim_time': True})]
+    hog_proc = (subprocess.Popen([sys.executable, __file__, '--run-hog'])
+                if args.hog else None)
+    probe = Probe(domain)
+    try:
+        for key in ('actor', 'twin', 'learner'):
+            probe.watch(key, f'/{key}_node/diagnostics')
+        G.wait_for(lambda: int((probe.diag('actor', 'control') or {}).get('episodes', 0)) >= 1,
+                   60, what='the first episode')
+        time.sleep(args.warmup)
+        client = probe.node.create_client(Trigger, '/actor_node/reset_timing')
+        G.wait_for(lambda: client.wait_for_service(timeout_sec=0.1), 10, what='the service')
+        future = client.call_async(Trigger.Request())
+        G.wait_for(future.done, 10, what='reset_timing')
+        twin0 = probe.diag('twin', 'driver')
+        learner0 = probe.diag('learner', 'progress')
+        time.sleep(args.seconds)
+        actor, twin, learner = (probe.diag('actor', 'control'), probe.diag('twin', 'driver'),
+                                probe.diag('learner', 'progress'))
+    finally:
+        probe.close()
+        if hog_proc:
+            hog_proc.kill()
+            hog_proc.wait()
+        G.stop_all(procs[::-1])
+    f = float
+    result = {
+        'seconds': args.seconds, 'realtime': not args.no_realtime, 'hog': args.hog,
+        'realtime_active': actor['realtime'] == 'True', 'ticks': int(actor['ticks']),
+        'overruns': int(actor['overruns']),
+        'lateness_ms': {k: f(actor[f'lateness_{k}_ms']) for k in ('p50', 'p99', 'max')},
+        'transport_ms': {k: f(actor[f'transport_{k}_ms']) for k in ('p50', 'p99', 'max')},
+        'watchdog_stops': int(twin['watchdog_stops']) - int(twin0['watchdog_stops']),
+        'twin_overruns': int(twin['overruns']) - int(twin0['overruns']),
+        'learner_updates': int(learner['updates']) - int(learner0['updates']),
+        'update_s': f(learner['update_s'])}
+    print(json.dumps(result))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS, 'a') as fh:
+        fh.write(json.dumps(result) + '\n')
+
+
+if __name__ == '__main__':
+    main()

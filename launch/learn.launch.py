@@ -1,0 +1,90 @@
+"""Put an arm under a learning TRPO controller.
+
+    ros2 launch trpo_robot learn.launch.py robot:=ur5 use_sim:=true
+    ros2 launch trpo_robot learn.launch.py robot:=ur5 use_sim:=false   # the real UR driver
+
+With use_sim:=true the MuJoCo twin (twin_node) stands in for the UR ROS 2 driver and
+publishes /clock; every node then runs on sim time. With use_sim:=false nothing changes but
+the absence of the twin: the actor talks to the driver's joint_states and
+forward_velocity_controller/commands, which must be up (see docs/hardware.md).
+`trpo-robot learn` starts the same three executables with the same YAML files.
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+PACKAGE = 'trpo_robot'
+ROBOTS = ['ur5', 'dxl']
+
+
+def _config(name):
+    return PathJoinSubstitution([FindPackageShare(PACKAGE), 'config', name])
+
+
+def declare_arguments():
+    return [
+        DeclareLaunchArgument('robot', default_value='ur5', choices=ROBOTS,
+                              description='Which arm: ur5 (UR5 CB3 through the UR ROS 2 '
+                              'driver) or dxl (a Dynamixel chain).'),
+        DeclareLaunchArgument('use_sim', default_value='true', choices=['true', 'false'],
+                              description='true: the MuJoCo twin stands in for the arm and '
+                              'the graph runs on its /clock; false: the real driver topics.'),
+        DeclareLaunchArgument('task', default_value='',
+                              description='Task name or alias (reacher_2d, reacher_6d, '
+                              'reacher, tracker); empty: the one in the robot YAML.'),
+        DeclareLaunchArgument('config', default_value='',
+                              description='Robot parameter YAML; empty: '
+                              'config/<robot>.yaml of this package.'),
+        DeclareLaunchArgument('learner_config', default_value=_config('learner.yaml'),
+                              description='Learner parameter YAML (TRPO preset, overrides, '
+                              'checkpoints).'),
+        DeclareLaunchArgument('namespace', default_value='',
+                              description='Namespace of this arm (twin and actor), e.g. arm1; '
+                              'several arms in their own namespaces can feed one learner.'),
+        DeclareLaunchArgument('reset_mode', default_value='',
+                              choices=['', 'auto', 'teleop', 'freedrive'],
+                              description='Reset between episodes: auto, teleop (gamepad or '
+                              'trpo-robot teleop-keyboard) or freedrive; empty: the robot '
+                              'YAML.'),
+        DeclareLaunchArgument('real_time_factor', default_value='1.0',
+                              description='Twin only: sim seconds per wall second (1 = as '
+                              'the hardware would run).'),
+    ]
+
+
+def _nodes(context):
+    arg = {name: LaunchConfiguration(name).perform(context)
+           for name in ('robot', 'use_sim', 'task', 'config', 'learner_config',
+                        'namespace', 'real_time_factor', 'reset_mode')}
+    sim = arg['use_sim'] == 'true'
+    robot_yaml = arg['config'] or _config(f'{arg["robot"]}.yaml').perform(context)
+    ns = arg['namespace'].strip('/')
+    common = {'use_sim_time': sim}
+    if arg['task']:
+        common['task'] = arg['task']
+    actor = dict(common)
+    if not sim:
+        actor['teleport'] = False  # a real arm cannot be teleported: auto resets drive
+    if arg['reset_mode']:
+        actor['reset_mode'] = arg['reset_mode']
+    episodes = f'/{ns}/actor_node/episodes' if ns else '/actor_node/episodes'
+    nodes = [
+        Node(package=PACKAGE, executable='actor_node', name='actor_node', namespace=ns,
+             parameters=[robot_yaml, actor], output='screen', emulate_tty=True),
+        Node(package=PACKAGE, executable='learner_node', name='learner_node',
+             parameters=[robot_yaml, arg['learner_config'],
+                         {**common, 'episode_topics': [episodes]}],
+             output='screen', emulate_tty=True),
+    ]
+    if sim:
+        twin = {**common, 'real_time_factor': float(arg['real_time_factor'])}
+        nodes.insert(0, Node(package=PACKAGE, executable='twin_node', name='twin_node',
+                             namespace=ns, parameters=[robot_yaml, twin],
+                             output='screen', emulate_tty=True))
+    return nodes
+
+
+def generate_launch_description():
+    return LaunchDescription(declare_arguments() + [OpaqueFunction(function=_nodes)])

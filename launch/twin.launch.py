@@ -1,0 +1,48 @@
+"""The MuJoCo twin alone, behind the UR ROS 2 driver's interface.
+
+    ros2 launch trpo_robot twin.launch.py robot:=ur5 real_time_factor:=1.0
+
+Publishes joint_states and /clock, takes forward_velocity_controller/commands and stops the
+arm itself when commands go stale (robot_receive_timeout), as the real driver would.
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+PACKAGE = 'trpo_robot'
+
+
+def declare_arguments():
+    return [
+        DeclareLaunchArgument('robot', default_value='ur5', choices=['ur5', 'ur5e', 'dxl'],
+                              description='Twin model: ur5 (125 Hz), ur5e (500 Hz) or dxl.'),
+        DeclareLaunchArgument('config', default_value='',
+                              description='Robot parameter YAML; empty: config/<robot>.yaml '
+                              '(ur5e uses ur5.yaml with its own driver period).'),
+        DeclareLaunchArgument('namespace', default_value='',
+                              description='Namespace of the twin, e.g. arm1.'),
+        DeclareLaunchArgument('real_time_factor', default_value='1.0',
+                              description='Sim seconds per wall second (1 = real time).'),
+    ]
+
+
+def _twin(context):
+    robot = LaunchConfiguration('robot').perform(context)
+    config = LaunchConfiguration('config').perform(context)
+    family = 'ur5' if robot.startswith('ur5') else robot
+    robot_yaml = config or PathJoinSubstitution(
+        [FindPackageShare(PACKAGE), 'config', f'{family}.yaml']).perform(context)
+    overrides = {'robot': robot, 'use_sim_time': True,
+                 'real_time_factor': float(LaunchConfiguration('real_time_factor')
+                                           .perform(context))}
+    if robot == 'ur5e':
+        overrides['driver_period'] = 0.002
+    return [Node(package=PACKAGE, executable='twin_node', name='twin_node',
+                 namespace=LaunchConfiguration('namespace').perform(context).strip('/'),
+                 parameters=[robot_yaml, overrides], output='screen', emulate_tty=True)]
+
+
+def generate_launch_description():
+    return LaunchDescription(declare_arguments() + [OpaqueFunction(function=_twin)])

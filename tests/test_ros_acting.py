@@ -1,0 +1,282 @@
+"""The actor's episode loop, policy inbox and the learner core, over an in-process twin.
+
+No rclpy here: these are the pure pieces the nodes wire to topics, so their rules (swap
+only at a boundary, one version per segment, every bad blob counted) are tested fast.
+"""
+import threading
+
+import numpy as np
+import pytest
+from safetensors.numpy import save as st_save
+
+from trpo_robot.robot.backend import BackendFault
+from trpo_robot.ros.acting import Actor, PolicyInbox, TeleportUnavailable
+from trpo_robot.ros.learning import LearnerCore
+from trpo_robot.ros.params import build, LearnerParams, RobotParams
+from trpo_robot.trpo import checkpoint, wire
+from trpo_robot.trpo.agent import Agent
+from trpo_robot.trpo.config import TRPOConfig
+from trpo_robot.twin.envs import make_twin_env
+
+TASK, ROBOT = 'dxl_reacher', 'dxl'
+OBS, ACT = 12, 2
+
+
+def _policy(version, seed=0, scale=1.0, obs=OBS, act=ACT, robot=ROBOT, task=TASK,
+            nan=False):
+    agent = Agent(obs, act, TRPOConfig(policy_hidden=(16, 16)), seed=seed)
+    snap = agent.snapshot()
+    snap.layers = [(w * scale, b) for w, b in snap.layers]
+    if nan:
+        snap.layers[1][0][3, 4] = np.nan
+    return wire.encode_policy(snap, agent.obs_norm, version, robot=robot, task=task)
+
+
+@pytest.fixture
+def env():
+    e = make_twin_env(TASK)
+    yield e
+    e.close()
+
+
+def _actor(env, swap_at='episode'):
+    inbox = PolicyInbox(OBS, ACT, robot=ROBOT, task=TASK, max_bytes=200_000)
+    sent, swaps = [], []
+    actor = Actor(env, inbox, sent.append, robot=ROBOT, task=TASK, actor_id='/t#1', seed=3,
+                  swap_at=swap_at, on_swap=swaps.append)
+    return actor, inbox, sent, swaps
+
+
+def _offer_at_step(env, inbox, blob, at):
+    """Deliver `blob` to the inbox while the env takes its `at`-th step (as the
+    subscription thread would, in the middle of an episode)."""
+    step, calls = env.step, [0]
+
+    def stepping(action):
+        calls[0] += 1
+        if calls[0] == at:
+            assert inbox.offer(blob) == 'accepted'
+        return step(action)
+    env.step = stepping
+
+
+def _decode(blob):
+    return wire.decode_episode(blob, OBS, ACT)
+
+
+def test_bad_policy_blobs_are_rejected_and_counted():
+    inbox = PolicyInbox(OBS, ACT, robot=ROBOT, task=TASK, max_bytes=200_000)
+    good = _policy(3)
+    bad = {
+        'garbage': b'\x00' * 64,
+        'truncated': good[:len(good) // 2],
+        'nan': _policy(1, nan=True),
+        'dims': _policy(1, obs=OBS + 1),
+        'robot': _policy(1, robot='ur5'),
+        'oversized': good + b' ' * 200_000,
+        'episode kind': wire.encode_episode(
+            *[_episode_segment()], robot=ROBOT, task=TASK),
+        'inf output': _policy(1, scale=np.inf),
+    }
+    reasons = {name: inbox.offer(blob) for name, blob in bad.items()}
+    assert 'NaN' in reasons['nan'] and 'exceeds' in reasons['oversized']
+    assert 'robot' in reasons['robot'] and 'NaN or inf' in reasons['inf output']
+    for name, status in reasons.items():
+        assert status.startswith('rejected'), name
+    assert inbox.rejected == len(bad) and inbox.latest() is None
+    assert inbox.offer(good) == 'accepted' and inbox.latest().version == 3
+    assert inbox.offer(good) == 'repeat'
+    assert inbox.received == len(bad) + 2 and inbox.accepted == 1
+
+
+def _episode_segment():
+    from trpo_robot.trpo.batch import Segment
+    z = np.zeros((5, OBS), np.float32)
+    return Segment(z, z, np.zeros((5, ACT), np.float32), np.zeros(5, np.float32),
+                   np.zeros(5, np.float32), z[0], False, 0)
+
+
+def test_swap_at_episode_waits_for_the_boundary(env):
+    actor, inbox, sent, swaps = _actor(env)
+    inbox.offer(_policy(0))
+    _offer_at_step(env, inbox, _policy(1, seed=1), at=10)
+    stop = threading.Event()
+    actor.episode(stop)
+    actor.episode(stop)
+    (seg0, info0), (seg1, info1) = [_decode(b) for b in sent]
+    assert (seg0.policy_version, seg1.policy_version) == (0, 1)
+    assert len(seg0) == len(seg1) == env.task.episode_steps
+    assert not info0['extra']['partial'] and info0['sequence'] == 0 and info1['sequence'] == 1
+    assert [(s.version, s.step_in_episode, s.missed_ticks) for s in swaps] == [
+        (0, 0, 0), (1, 0, 0)]
+    assert swaps[1].received <= swaps[1].built <= swaps[1].swapped <= swaps[1].first_action
+
+
+def test_swap_at_tick_cuts_the_episode_into_one_version_per_segment(env):
+    actor, inbox, sent, swaps = _actor(env, swap_at='tick')
+    inbox.offer(_policy(0))
+    _offer_at_step(env, inbox, _policy(1, seed=1), at=10)
+    actor.episode(threading.Event())
+    (seg0, info0), (seg1, info1) = [_decode(b) for b in sent]
+    assert (seg0.policy_version, len(seg0)) == (0, 10)
+    assert (seg1.policy_version, len(seg1)) == (1, env.task.episode_steps - 10)
+    assert info0['extra']['partial'] and not info1['extra']['partial']
+    assert not seg0.terminated
+    total = float(seg0.rewards.sum() + seg1.rewards.sum())
+    assert info1['extra']['episode_return'] == pytest.approx(total, rel=1e-5)
+    assert swaps[-1].step_in_episode == 10 and swaps[-1].version == 1
+
+
+def test_recorded_steps_are_what_the_policy_saw_and_did(env):
+    actor, inbox, sent, _ = _actor(env)
+    inbox.offer(_policy(0))
+    actor.episode(threading.Event())
+    seg, info = _decode(sent[0])
+    pol = inbox.latest()
+    np.testing.assert_allclose(seg.obs, np.stack([pol.norm(r) for r in seg.raw_obs]),
+                               atol=1e-6)
+    mean = np.stack([pol.snapshot.mean(o) for o in seg.obs])
+    z = (seg.actions - mean) / pol.snapshot.std
+    logp = -0.5 * (z ** 2).sum(1) - pol.snapshot.log_std.sum() - ACT * 0.5 * np.log(2 * np.pi)
+    np.testing.assert_allclose(seg.logp, logp, rtol=1e-4, atol=1e-4)
+    assert info['robot'] == ROBOT and info['task'] == TASK and info['actor'] == '/t#1'
+    assert 0 <= info['extra']['final_distance'] < 1
+
+
+class _FailingAfter:
+    """Wraps a backend; raises BackendFault on the n-th advance (a lost driver)."""
+
+    def __init__(self, backend, n):
+        self._b, self._n, self.stops = backend, n, 0
+
+    def __getattr__(self, name):
+        return getattr(self._b, name)
+
+    def advance(self, duration):
+        self._n -= 1
+        if self._n == 0:
+            raise BackendFault('driver lost')
+        self._b.advance(duration)
+
+    def stop(self):
+        self.stops += 1
+        self._b.stop()
+
+
+def test_a_backend_fault_aborts_the_episode_sends_it_marked_aborted_and_stops_the_arm(env):
+    env.backend = _FailingAfter(env.backend, 5)
+    actor, inbox, sent, _ = _actor(env)
+    inbox.offer(_policy(0))
+    stop = threading.Event()
+    idle_calls = []
+    actor.run(stop, idle=lambda: (idle_calls.append(1), stop.set()))
+    assert actor.stats.aborted == 1 and idle_calls
+    assert [_decode(b)[1]['aborted'] for b in sent] in ([], [True])  # steps acted, if any
+    assert env.backend.stops >= 2  # the env's reset stop, and the actor's own
+
+
+def test_no_teleport_falls_back_to_driving(env):
+    def refuse(position, velocity=None):
+        raise TeleportUnavailable('nobody serves it')
+    env.backend.reset_state = refuse
+    actor, inbox, sent, _ = _actor(env)
+    inbox.offer(_policy(0))
+    actor.episode(threading.Event())
+    assert env.drive_resets and actor.stats.teleport_fallbacks == 1 and len(sent) == 1
+
+
+# ---------------------------------------------------------------- learner core
+
+def _core(tmp_path, **robot):
+    rp = build(RobotParams, {'robot': ROBOT, 'task': TASK, 'driver_period': 0.01,
+                             'budget_steps': 200, 'success_window': 4, **robot})
+    lp = build(LearnerParams, {'trpo.batch_steps': 100, 'trpo.policy_hidden': [16, 16],
+                               'trpo.value_hidden': [16, 16], 'max_episode_bytes': 100_000,
+                               'checkpoint_dir': str(tmp_path / 'ck'),
+                               'log_dir': str(tmp_path), 'checkpoint_every': 1})
+    return LearnerCore(lp, rp, log=lambda text: None)
+
+
+def _blobs(env, n, version=0, success=None):
+    actor, inbox, sent, _ = _actor(env)
+    inbox.offer(_policy(version))
+    for _ in range(n):
+        actor.episode(threading.Event())
+    if success is not None:
+        out = []
+        for blob in sent:
+            seg, info = _decode(blob)
+            out.append(wire.encode_episode(seg, robot=ROBOT, task=TASK, actor='/s',
+                                           sequence=info['sequence'],
+                                           extra={**info['extra'], 'success': success}))
+        return out
+    return sent
+
+
+def test_learner_core_updates_checkpoints_and_stops_at_the_budget(tmp_path, env):
+    core = _core(tmp_path)
+    blobs = _blobs(env, 5)
+    for blob in blobs[:2]:
+        assert core.offer(blob) == 'queued'
+    assert core.ready()
+    row = core.update()
+    assert row['version'] == 1 and row['steps'] == 100 and row['episodes'] == 2
+    assert core.done == '' and (tmp_path / 'ck' / 'meta.json').exists()
+    for blob in blobs[2:4]:
+        core.offer(blob)
+    core.update()
+    assert core.done == 'budget' and not core.ready()
+    agent, meta = checkpoint.load(tmp_path / 'ck')
+    assert agent.version == 2 and meta['extra']['env_id'] == 'trpo_robot/DXLReacher-v0'
+    lines = (tmp_path / 'progress.csv').read_text().splitlines()
+    assert len(lines) == 3 and lines[0].startswith('wall_s,steps,version')
+    core.close()
+
+
+def test_learner_core_stops_at_the_success_rate(tmp_path, env):
+    core = _core(tmp_path, budget_steps=10_000)
+    for blob in _blobs(env, 4, success=True):
+        core.offer(blob)
+    core.update()
+    assert core.done == 'success' and core.success_rate() == 1.0
+
+
+def test_learner_core_counts_every_bad_episode(tmp_path, env):
+    core = _core(tmp_path)
+    good = _blobs(env, 1)[0]
+    seg, info = _decode(good)
+    seg.rewards = seg.rewards.copy()
+    seg.rewards[3] = np.nan
+    bad = [b'nonsense', good + b'x' * 100_000, wire.encode_episode(seg, robot=ROBOT),
+           st_save({'x': np.zeros(3, np.float32)}, metadata={'kind': 'trpo_robot.episode'}),
+           _policy(0)]
+    seg.rewards[3] = 0.0
+    bad.append(wire.encode_episode(seg, robot=ROBOT, task='dxl_tracker', actor='/o'))
+    statuses = [core.offer(b) for b in bad]
+    assert all(s.startswith('rejected') for s in statuses), statuses
+    assert 'dxl_tracker' in statuses[-1]
+    assert core.counters.rejected == len(bad) and core.counters.received == len(bad)
+    assert core.offer(good) == 'queued' and core.offer(good) == 'duplicate'
+    assert core.progress()['rejected'] == len(bad)
+
+
+def test_learner_core_feeds_the_unconsumed_stored_episodes_once(tmp_path, env):
+    from trpo_robot.store import EpisodeStore
+    store = EpisodeStore(tmp_path / 'episodes')
+    blobs = _blobs(env, 3)
+    for blob in blobs:
+        info = _decode(blob)[1]
+        store.write(blob, actor=info['actor'], sequence=info['sequence'])
+    core = _core(tmp_path)
+    core.learner.consumed_ids['/t#1'] = 0  # as a checkpoint that learned episode 0
+    assert core.feed_stored(store) == 2 and core.resumed_fed == 2
+    assert core.counters.received == 2 and core.learner.pending_steps() == 100
+    assert [core.offer(b) for b in blobs[1:]] == ['duplicate', 'duplicate']
+
+
+def test_learner_core_drops_episodes_of_a_version_it_never_had(tmp_path, env):
+    core = _core(tmp_path)
+    seg, info = _decode(_blobs(env, 1, version=4)[0])
+    assert seg.policy_version == 4 and core.agent.version == 0
+    assert core.offer(_blobs(env, 1, version=4)[0]) == 'stale'
+    assert core.counters.stale == 1 and core.learner.pending_steps() == 0

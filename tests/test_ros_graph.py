@@ -1,0 +1,180 @@
+"""The ROS graph across real processes on loopback: twin_node, actor_node, learner_node.
+
+Each test brings up its own graph on a fresh ROS domain (localhost-only discovery) on the
+Dynamixel twin, which has the shortest episodes (2 s), sped up by the real-time factor.
+"""
+import signal
+
+from diagnostic_msgs.msg import DiagnosticArray
+import numpy as np
+import pytest
+from ros_support import Graph
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray, UInt8MultiArray
+
+from trpo_robot.ros import node_utils as U
+from trpo_robot.ros.actor_node import SWAP_FIELDS
+from trpo_robot.trpo import wire
+from trpo_robot.trpo.agent import Agent
+from trpo_robot.trpo.batch import Segment
+from trpo_robot.trpo.config import TRPOConfig
+
+pytestmark = pytest.mark.timeout(240)
+OBS, ACT = 12, 2
+FAST_LEARNER = {'trpo.batch_steps': 150}  # three 50-step episodes per update
+
+
+@pytest.fixture
+def make_graph(tmp_path):
+    graphs = []
+
+    def make(**kwargs):
+        graphs.append(Graph(tmp_path / f'graph{len(graphs)}', **kwargs))
+        return graphs[-1]
+    yield make
+    for g in graphs:
+        g.close()
+
+
+def _watch(g, *keys):
+    topics = {'actor': '/actor_node/diagnostics', 'learner': '/learner_node/diagnostics',
+              'twin': '/twin_node/diagnostics'}
+    for key in keys:
+        g.probe.listen(key, DiagnosticArray, topics[key], U.QOS_DIAG)
+
+
+def _value(g, key, status, field, cast=float, default=-1):
+    values = g.probe.diag(key, status)
+    return cast(values[field]) if values and field in values else default
+
+
+def _episodes_then(g, n):
+    return g.wait(lambda: _value(g, 'actor', 'control', 'episodes', int) >= n, 60,
+                  f'{n} episodes from the actor')
+
+
+def test_weights_reach_the_actor_and_swap_between_episodes_without_missed_ticks(make_graph):
+    g = make_graph(robot_params={'real_time_factor': 2.0}, learner_params=FAST_LEARNER)
+    g.probe.listen('swaps', Float64MultiArray, '/actor_node/swaps', U.QOS_DIAG)
+    g.probe.listen('episodes', UInt8MultiArray, '/actor_node/episodes', U.qos_episodes(32))
+    _watch(g, 'actor')
+
+    def swaps():
+        return [dict(zip(SWAP_FIELDS, m.data)) for _, m in g.probe.got('swaps')]
+    g.wait(lambda: [s for s in swaps() if s['version'] >= 3], 90, 'policy version 3 swapped in')
+    events = swaps()  # the probe may have joined after the swap to version 0
+    assert [(s['previous'], s['version']) for s in events] == [
+        (v - 1, v) for v in range(int(events[0]['version']), int(events[-1]['version']) + 1)]
+    assert all(s['step_in_episode'] == 0 for s in events), 'swapped inside an episode'
+    assert [s['missed_ticks'] for s in events] == [0] * len(events)
+    for s in events:  # built in the subscription thread, before the control thread took it
+        assert s['received'] <= s['built'] <= s['swapped'] <= s['first_action']
+    versions = [wire.decode_episode(bytes(m.data), OBS, ACT)[0].policy_version
+                for _, m in g.probe.got('episodes')]
+    assert versions == sorted(versions) and set(versions) <= {int(s['version']) for s in events}
+
+
+def _policy_blob(version, obs=OBS, nan=False):
+    agent = Agent(obs, ACT, TRPOConfig(), seed=5)
+    snap = agent.snapshot()
+    if nan:
+        snap.layers[0][0][0, 0] = np.nan
+    return wire.encode_policy(snap, agent.obs_norm, version, robot='dxl', task='dxl_reacher')
+
+
+def _episode_blob(obs=OBS, nan=False, seq=0):
+    n = 50
+    rng = np.random.default_rng(seq)
+    o = rng.standard_normal((n, obs)).astype(np.float32)
+    rewards = np.zeros(n, np.float32)
+    if nan:
+        rewards[7] = np.nan
+    seg = Segment(o, o, np.zeros((n, ACT), np.float32), rewards, np.zeros(n, np.float32),
+                  o[0], False, 0)
+    return wire.encode_episode(seg, robot='dxl', task='dxl_reacher', actor='/intruder',
+                               sequence=seq)
+
+
+def test_bad_blobs_on_both_topics_are_rejected_counted_and_survived(make_graph):
+    cap = 64 * 1024
+    g = make_graph(robot_params={'real_time_factor': 2.0, 'max_policy_bytes': cap},
+                   learner_params={**FAST_LEARNER, 'max_episode_bytes': cap})
+    _watch(g, 'actor', 'learner')
+    _episodes_then(g, 1)
+    to_actor = g.probe.node.create_publisher(UInt8MultiArray, '/policy', U.QOS_POLICY)
+    to_learner = g.probe.node.create_publisher(UInt8MultiArray, '/actor_node/episodes',
+                                               U.qos_episodes(32))
+    g.wait(lambda: to_actor.get_subscription_count() and to_learner.get_subscription_count(),
+           20, 'the probe publishers to match')
+    good = _policy_blob(0)
+    bad_policies = [b'\x01\x02garbage', good[:len(good) // 2], _policy_blob(7, nan=True),
+                    _policy_blob(7, obs=OBS + 3), bytes(cap + 1), _episode_blob()]
+    bad_episodes = [b'\x00' * 100, _episode_blob(nan=True, seq=1),
+                    _episode_blob(obs=OBS + 1, seq=2), bytes(cap + 1), good]
+    for blob in bad_episodes:
+        to_learner.publish(U.blob_msg(blob))
+    for n, blob in enumerate(bad_policies, 1):
+        # One at a time: a depth-1 topic keeps only the newest sample for a reader.
+        to_actor.publish(U.blob_msg(blob))
+        g.wait(lambda: _value(g, 'actor', 'policy', 'rejected', int) == n, 30,
+               f'the actor to reject bad policy {n}')
+    g.wait(lambda: _value(g, 'learner', 'progress', 'rejected', int) == len(bad_episodes), 30,
+           'the learner to reject every bad episode')
+    version = _value(g, 'actor', 'policy', 'version', int)
+    episodes = _value(g, 'actor', 'control', 'episodes', int)
+    # ... and both keep working: the learner updates, the actor acts on its policies.
+    g.wait(lambda: _value(g, 'learner', 'progress', 'version', int) >= version + 1, 60,
+           'a learner update after the bad blobs')
+    g.wait(lambda: _value(g, 'actor', 'control', 'episodes', int) >= episodes + 2, 30,
+           'more episodes after the bad blobs')
+    assert all(p.alive() for p in g.procs.values())
+    assert _value(g, 'actor', 'policy', 'accepted', int) >= 1
+    assert _value(g, 'actor', 'control', 'aborted', int) == 0
+
+
+def test_killed_learner_leaves_the_actor_acting_on_the_last_policy(make_graph):
+    g = make_graph(robot_params={'real_time_factor': 4.0, 'learner_timeout': 15.0},
+                   learner_params=FAST_LEARNER)
+    _watch(g, 'actor')
+    g.wait(lambda: _value(g, 'actor', 'policy', 'version', int) >= 2, 90, 'policy version 2')
+    assert g.probe.diag('actor', 'policy')['learner'] == 'alive'
+    g.kill('learner_node', signal.SIGKILL)
+    g.wait(lambda: (g.probe.diag('actor', 'policy') or {}).get('learner') == 'stale', 60,
+           'the actor to call the learner stale')
+    policy = g.probe.diag('actor', 'policy')
+    version = int(policy['version'])
+    assert f'acting on version {version}' in policy['message']
+    assert policy['level'] == U.WARN[0]
+    episodes = _value(g, 'actor', 'control', 'episodes', int)
+    g.wait(lambda: _value(g, 'actor', 'control', 'episodes', int) >= episodes + 3, 30,
+           'episodes after the learner died')
+    assert _value(g, 'actor', 'policy', 'version', int) == version
+    assert g.procs['actor_node'].alive() and g.procs['twin_node'].alive()
+
+
+def test_killed_actor_makes_the_twin_stop_the_arm_within_the_receive_timeout(make_graph):
+    g = make_graph(robot_params={'real_time_factor': 2.0}, learner_params=FAST_LEARNER)
+    _watch(g, 'actor', 'twin')
+    g.probe.listen('joints', JointState, '/joint_states', U.QOS_STATE_SUB)
+    _episodes_then(g, 1)
+    g.wait(lambda: (g.probe.diag('twin', 'driver') or {}).get('state') == 'commanded', 20,
+           'the actor commanding the arm')
+    stops_before = _value(g, 'twin', 'driver', 'watchdog_stops', int)
+    killed_at = g.probe.got('joints')[-1][1].header.stamp
+    killed_at = killed_at.sec + killed_at.nanosec * 1e-9
+    g.kill('actor_node', signal.SIGKILL)
+    g.wait(lambda: _value(g, 'twin', 'driver', 'watchdog_stops', int) > stops_before, 20,
+           'the twin watchdog')
+    driver = g.probe.diag('twin', 'driver')
+    timeout, period = g.rp.robot_receive_timeout, g.rp.driver_period
+    stop_at = float(driver['last_stop_sim'])
+    assert stop_at >= killed_at - period
+    assert float(driver['last_stop_age']) <= timeout + 1e-6
+    assert stop_at - float(driver['last_command_sim']) <= timeout + 1e-6
+    assert driver['state'] == 'stopped (receive timeout)'
+
+    def settled():
+        later = [m for _, m in g.probe.got('joints')
+                 if m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 > stop_at + 0.2]
+        return later and max(abs(v) for v in later[-1].velocity) < 0.02
+    g.wait(settled, 20, 'the arm at rest after the stop')

@@ -1,0 +1,155 @@
+"""The actor's episode lifecycle over ROS, with real processes on the Dynamixel twin.
+
+No learner: without a policy the actor never acts, so its startup stop and reset are the
+lifecycle under test. A scripted Joy publisher (the keyboard layout, which the actor uses
+when no gamepad layout is configured) jogs through the shield; services latch and release
+the e-stop.
+"""
+import threading
+import time
+
+import pytest
+from ros_support import Graph
+from sensor_msgs.msg import JointState, Joy
+from std_msgs.msg import Float64MultiArray, String
+from std_srvs.srv import Trigger
+
+from trpo_robot.robot.keyboard import KEYBOARD_MAPPING as KB
+from trpo_robot.ros import node_utils as U
+
+pytestmark = pytest.mark.timeout(180)
+N_BUTTONS = max(KB.joint_buttons) + 1
+
+
+@pytest.fixture
+def make_graph(tmp_path):
+    graphs = []
+
+    def make(**robot):
+        g = Graph(tmp_path / f'graph{len(graphs)}', nodes=('twin_node', 'actor_node'),
+                  robot_params={'reset_mode': 'teleop', **robot})
+        graphs.append(g)
+        g.probe.listen('state', String, '/actor_node/state', U.QOS_POLICY)
+        g.probe.listen('cmd', Float64MultiArray, '/forward_velocity_controller/commands',
+                       U.QOS_STATE_SUB)
+        g.probe.listen('joints', JointState, '/joint_states', U.QOS_STATE_SUB)
+        return g
+    yield make
+    for g in graphs:
+        g.close()
+
+
+def _state(g):
+    got = g.probe.got('state')
+    return got[-1][1].data if got else ''
+
+
+def _wait_state(g, want, timeout=30):
+    g.wait(lambda: _state(g) == want, timeout, f'actor state {want!r} (now {_state(g)!r})')
+
+
+class JoyScript:
+    """Publishes one Joy reading at 50 Hz (a pad's autorepeat) until changed or closed."""
+
+    def __init__(self, g):
+        self.pub = g.probe.node.create_publisher(Joy, '/joy', 10)
+        self.axes, self.buttons = [0.0], []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def set(self, axis=0.0, *pressed):
+        self.axes = [float(axis)]
+        self.buttons = [int(i in pressed) for i in range(N_BUTTONS)]
+
+    def grip_and_push(self):
+        """Deadman with the stick centred (a fresh grip never drives), then full up."""
+        self.set(0.0, KB.deadman)
+        time.sleep(0.2)
+        self.set(1.0, KB.deadman)
+
+    def _run(self):
+        while not self._stop.wait(0.02):
+            if self.buttons:
+                self.pub.publish(Joy(axes=self.axes, buttons=self.buttons))
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(2)
+
+
+def _call(g, service):
+    client = g.probe.node.create_client(Trigger, f'/actor_node/{service}')
+    assert client.wait_for_service(timeout_sec=10), service
+    future = client.call_async(Trigger.Request())
+    deadline = time.monotonic() + 10
+    while not future.done():
+        assert time.monotonic() < deadline, f'{service} did not answer'
+        time.sleep(0.01)
+    return future.result()
+
+
+def _commands_since(g, t):
+    return [(w, list(m.data)) for w, m in g.probe.got('cmd') if w >= t]
+
+
+def test_teleop_reset_through_the_shield_and_the_deadman_stops_the_arm(make_graph):
+    g = make_graph(real_time_factor=1.0)
+    _wait_state(g, 'reset')
+    joy = JoyScript(g)
+    try:
+        start = g.probe.got('joints')[-1][1].position
+        t0 = time.monotonic()
+        joy.grip_and_push()  # hold the deadman, stick full up: jog the selected joint
+        time.sleep(1.5)
+        jogged = _commands_since(g, t0)
+        assert any(max(abs(v) for v in c) > 0.01 for _, c in jogged), 'no jog command'
+        moved = g.probe.got('joints')[-1][1].position
+        assert max(abs(a - b) for a, b in zip(moved, start)) > 0.01, 'the arm did not move'
+        released = time.monotonic()
+        joy.set(1.0)  # deadman let go, stick still pushed
+        time.sleep(0.5)
+        after = [c for _, c in _commands_since(g, released)]
+        first_zero = next(i for i, c in enumerate(after) if not any(c))
+        # Joy delivery plus the shield's deceleration ramp: a couple of driver periods.
+        assert first_zero <= 4, after[:8]
+        assert all(not any(c) for c in after[first_zero:]), 'moved again without deadman'
+        speeds = [max(abs(v) for v in c) for c in after[:first_zero + 1]]
+        assert speeds == sorted(speeds, reverse=True), 'braking was not monotonic'
+        joy.set(0.0, KB.confirm)
+        _wait_state(g, 'ready', 15)
+    finally:
+        joy.close()
+    assert _state(g) == 'ready'
+
+
+def test_reset_timeout_holds_and_the_estop_latches_until_released(make_graph):
+    g = make_graph(real_time_factor=2.0, reset_timeout=1.0)
+    _wait_state(g, 'reset')
+    _wait_state(g, 'hold', 20)  # nobody touched the pad for 1 s of robot time
+    log = g.procs['actor_node'].tail(30)
+    assert 'not confirmed within 1 s' in log and '~/reset_done' in log, log
+    assert _call(g, 'reset').success
+    _wait_state(g, 'reset')
+    assert _call(g, 'estop').success
+    _wait_state(g, 'estop', 10)
+    joy = JoyScript(g)
+    try:
+        t0 = time.monotonic()
+        joy.grip_and_push()  # an operator tries to jog: nothing may move
+        time.sleep(1.0)
+        refused = [_call(g, s) for s in ('reset_done', 'reset', 'resume')]
+        assert not any(r.success for r in refused), [r.message for r in refused]
+        blocked = _commands_since(g, t0 + 0.1)
+        assert blocked and all(not any(c) for _, c in blocked), 'a command got through'
+        assert _state(g) == 'estop'
+        assert _call(g, 'estop_release').success
+        _wait_state(g, 'hold', 10)  # released, but the arm is held, not moved
+        assert _call(g, 'reset').success
+        _wait_state(g, 'reset')
+        t1 = time.monotonic()
+        joy.grip_and_push()
+        time.sleep(1.0)
+        assert any(any(c) for _, c in _commands_since(g, t1)), 'jogging after release'
+    finally:
+        joy.close()

@@ -1,0 +1,6 @@
+"""Subcommands contributed by the layers: each module registers its own parsers."""
+from trpo_robot.hw.cli import REGISTRARS as HW_REGISTRARS
+from trpo_robot.ros.learn import add_parser as register_learn
+from trpo_robot.ros.teleop_keyboard import add_parser as register_teleop_keyboard
+
+REGISTRARS = [*HW_REGISTRARS, register_learn, register_teleop_keyboard]

@@ -1,0 +1,1 @@
+"""ros layer of trpo_robot (see docs/architecture.md)."""

@@ -1,0 +1,466 @@
+"""The actor's episode loop and its policy inbox, without rclpy.
+
+actor_node wires these to topics; tests drive them over an in-process twin. Two threads
+meet here and share exactly one reference: the subscription thread decodes, validates and
+builds each received policy and leaves it in ``PolicyInbox``; the control thread picks the
+newest one up at an episode boundary (or before a tick) by reading that reference. Nothing
+the control thread waits for is ever slower than an attribute read.
+"""
+from collections import Counter
+from dataclasses import dataclass, field
+import math
+import queue
+import threading
+import time
+
+import numpy as np
+
+from trpo_robot.robot.backend import BackendFault
+from trpo_robot.robot.lifecycle import LifecycleError, Phase
+from trpo_robot.trpo import wire
+from trpo_robot.trpo.rollout import EpisodeRecorder
+
+
+class TeleportUnavailable(RuntimeError):
+    """A backend's reset_state cannot be served (no twin on the topic, or it did not move);
+    the actor then resets by driving the arm."""
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    """A policy ready to act: numpy weights, its frozen normalizer, and when it arrived."""
+
+    snapshot: object
+    norm: object
+    version: int
+    received: float
+    """time.monotonic() when the blob entered the subscription callback."""
+    built: float
+    """time.monotonic() when it was decoded, validated and ready."""
+    received_graph: float = 0.0
+    """The graph clock (sim time under use_sim_time) at arrival: learner liveness."""
+
+    def act(self, raw_obs, rng):
+        obs = self.norm(raw_obs)
+        act, logp = self.snapshot.sample(obs, rng)
+        return obs, act, logp
+
+
+class PolicyInbox:
+    """Validated policies from the learner, newest first; counters for every blob."""
+
+    def __init__(self, obs_dim, act_dim, *, robot='', task='', max_bytes=wire.MAX_BLOB_BYTES,
+                 log=None):
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.robot, self.task = robot, task
+        self.max_bytes = int(max_bytes)
+        self._latest = None
+        self.received = self.accepted = self.rejected = self.repeats = 0
+        self.reasons = Counter()
+        self._log = log or (lambda text: None)
+
+    def latest(self):
+        return self._latest
+
+    def offer(self, blob, graph_time=0.0) -> str:
+        """Decode, validate and build one blob (subscription thread); 'accepted' or why not."""
+        received = time.monotonic()
+        self.received += 1
+        try:
+            if len(blob) > self.max_bytes:
+                raise wire.WireError(f'blob of {len(blob)} bytes exceeds the cap of '
+                                     f'{self.max_bytes}')
+            snapshot, norm, info = wire.decode_policy(blob, self.obs_dim, self.act_dim,
+                                                      max_bytes=self.max_bytes)
+            for key, want in (('robot', self.robot), ('task', self.task)):
+                if want and info[key] and info[key] != want:
+                    raise wire.WireError(f'policy for {key} {info[key]!r}, this actor runs '
+                                         f'{want!r}')
+            probe = snapshot.mean(norm(np.zeros(self.obs_dim)))
+            if not np.all(np.isfinite(probe)) or not np.all(np.isfinite(snapshot.std)):
+                raise wire.WireError('policy gives non-finite actions')
+        except wire.WireError as e:
+            self.rejected += 1
+            self.reasons[str(e)[:120]] += 1
+            self._log(f'rejected a policy blob: {e} [{self.rejected} rejected so far]')
+            return f'rejected: {e}'
+        current = self._latest
+        version = info['policy_version']
+        if current is not None and version == current.version:
+            self.repeats += 1
+            return 'repeat'
+        if current is not None and version < current.version:
+            self._log(f'policy version went back from {current.version} to {version}: '
+                      'taking it (a restarted learner?)')
+        self._latest = LoadedPolicy(snapshot, norm, version, received, time.monotonic(),
+                                    graph_time)
+        self.accepted += 1
+        return 'accepted'
+
+
+@dataclass
+class ActorStats:
+    episodes: int = 0
+    segments: int = 0
+    steps: int = 0
+    aborted: int = 0
+    swaps: int = 0
+    teleport_fallbacks: int = 0
+    publish_failures: int = 0
+    stored: int = 0
+    store_failures: int = 0
+    teleports: int = 0
+    last_return: float = float('nan')
+    last_distance: float = float('nan')
+    returns: list = field(default_factory=list)
+    interventions: Counter = field(default_factory=Counter)
+    intervention_steps: int = 0
+    phase: str = 'starting'
+
+
+class Outbox:
+    """Records each episode, then publishes it, in a thread of its own.
+
+    Writing is durable (fsync), which takes about a millisecond and sometimes several: more
+    than a driver period on a fast twin, and the arm must be commanded every period while
+    the lifecycle brakes it. One thread and a FIFO keep the order (write before send,
+    sequence by sequence); ``close`` drains what is queued, so a clean shutdown records
+    everything. An episode still queued when the process is killed is neither on disk nor
+    sent: it shows as a gap in the stored sequence (counted as lost).
+    """
+
+    def __init__(self, actor: 'Actor'):
+        self._actor = actor
+        self._queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name='episode-outbox', daemon=True)
+        self._thread.start()
+
+    def put(self, blob, sequence):
+        self._queue.put((blob, sequence))
+
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def _run(self):
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            self._actor.record_and_publish(*item)
+
+    def close(self, timeout=10.0):
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+
+@dataclass(frozen=True)
+class SwapEvent:
+    """One policy swap, for diagnostics and the hot-swap benchmark (monotonic seconds)."""
+
+    version: int
+    previous: int
+    received: float
+    built: float
+    swapped: float
+    first_action: float
+    step_in_episode: int
+    missed_ticks: int
+
+
+class Actor:
+    """Runs episodes on an ArmEnv with the newest policy and hands each one over as a blob.
+
+    swap_at='episode': a new policy is taken between episodes, so every episode is acted by
+    one version. swap_at='tick': before any agent step; the episode is cut at the swap into
+    segments, each carrying its own version, so the learner's importance ratios stay right.
+    """
+
+    def __init__(self, env, inbox: PolicyInbox, publish, *, robot, task, actor_id, seed=0,
+                 swap_at='episode', on_swap=None, log=None, store=None, lifecycle=None,
+                 teleport=False):
+        if swap_at not in ('episode', 'tick'):
+            raise ValueError(f"swap_at must be 'episode' or 'tick', got {swap_at!r}")
+        self.env, self.inbox, self.publish = env, inbox, publish
+        self.robot, self.task, self.actor_id = robot, task, actor_id
+        self.swap_at = swap_at
+        self.on_swap = on_swap or (lambda event: None)
+        self._log = log or (lambda text: None)
+        self.rng = np.random.default_rng(seed)
+        self._seed = seed
+        self.policy = None
+        self._warm = False
+        self.store = store
+        """An EpisodeStore: every segment is written there before it is published, and a
+        restarted actor continues the sequence of its stored episodes."""
+        self.sequence = store.next_sequence(actor_id) if store is not None else 0
+        self.lifecycle = lifecycle
+        """An EpisodeLifecycle: it owns the arm between episodes (stop, reset, READY) and
+        can cut an episode (e-stop, pause). None: env.reset() resets, as in the tests of
+        the bare loop."""
+        self.teleport = teleport
+        """An auto reset teleports the twin to the lifecycle's goal instead of driving."""
+        self._teleported = None
+        self.outbox = None
+        """An Outbox: record and publish off the control thread (see Outbox)."""
+        self.stats = ActorStats()
+        self.backend = env.unwrapped.backend if hasattr(env, 'unwrapped') else env.backend
+        self._low = env.action_space.low.astype(np.float64)
+        self._high = env.action_space.high.astype(np.float64)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, idle=None):
+        """Episodes until ``stop``; waits (calling ``idle``) while there is no policy."""
+        while not stop.is_set():
+            if self.lifecycle is not None:
+                self._cycle(stop, idle)
+                continue
+            if self.inbox.latest() is None:
+                self.stats.phase = 'waiting for a policy'
+                if idle:
+                    idle()
+                stop.wait(0.05)
+                continue
+            try:
+                self.episode(stop)
+            except BackendFault as fault:
+                self.stats.aborted += 1
+                self.stats.phase = f'aborted: {fault}'
+                self._log(f'episode aborted: {fault}')
+                self._safe_stop()
+                if idle:
+                    idle()
+                stop.wait(0.1)
+
+    def _cycle(self, stop, idle):
+        """One step of the lifecycle loop: an episode when READY with a policy, else one
+        driver period of the lifecycle's own (shielded) command."""
+        lc = self.lifecycle
+        if lc.phase is Phase.READY and not lc.paused and self.inbox.latest() is not None:
+            try:
+                lc.start_episode()
+            except LifecycleError:
+                pass  # an e-stop or pause got in between: tick instead
+            else:
+                try:
+                    self.episode(stop)
+                except BackendFault as fault:
+                    self._fault(fault, stop, idle)
+                return
+        try:
+            self.stats.phase = lc.phase.value
+            self._maybe_teleport(lc)
+            command = lc.tick(self.backend.read())
+            if command is not None:
+                self.backend.send_velocity(command)
+            if hasattr(self.backend, 'advance_untimed'):
+                self.backend.advance_untimed()
+            else:
+                self.backend.advance(self.backend.period)
+        except BackendFault as fault:
+            self._fault(fault, stop, idle)
+
+    def _fault(self, fault, stop, idle):
+        lc = self.lifecycle
+        lc.fault(str(fault))
+        if lc.last_episode is not None:
+            lc.end_episode()
+        self.stats.aborted += 1
+        self.stats.phase = f'fault: {fault}'
+        self._log(f'backend fault: {fault}; arm held, see ~/resume')
+        self._safe_stop()
+        if idle:
+            idle()
+        stop.wait(0.1)
+
+    def _maybe_teleport(self, lc):
+        """Twin: place the arm at an auto reset's goal at once; the lifecycle then finds it
+        there and at rest, and goes READY as after a driven reset."""
+        if not self.teleport or lc.phase is not Phase.RESET or lc.reset_mode != 'auto':
+            return
+        goal = lc.goal
+        if goal is None or (self._teleported is not None and
+                            np.array_equal(goal, self._teleported)):
+            return
+        self._teleported = goal
+        try:
+            self.backend.reset_state(goal)
+            self.stats.teleports += 1
+        except TeleportUnavailable as e:
+            self.teleport = False
+            self.stats.teleport_fallbacks += 1
+            self._log(f'{e}: auto resets drive the arm from now on')
+
+    def episode(self, stop: threading.Event):
+        """Reset, act one episode, publish it. A stop request or a backend fault ends it
+        early: what was acted is recorded and sent marked aborted (never learned from)."""
+        env = self.env.unwrapped if hasattr(self.env, 'unwrapped') else self.env
+        if not self._warm:
+            self._warm_up(env)
+        pending_event = self._swap(step_in_episode=0)
+        self.stats.phase = 'resetting'
+        if self.lifecycle is not None:  # the lifecycle has put the arm at its start pose
+            seed, self._seed = self._seed, None
+            raw, _ = env.reset(seed=seed, options={'in_place': True})
+        else:
+            raw = self._reset(env)
+        if hasattr(self.backend, 'resync'):
+            self.backend.resync()
+        self.stats.phase = 'acting'
+        recorder = EpisodeRecorder()
+        policy, ret, info = self.policy, 0.0, {}
+        terminated = False
+        try:
+            raw, terminated, info, ret, policy = self._act(
+                env, stop, recorder, raw, policy, pending_event)
+        except BackendFault:
+            self._abort(recorder, raw, self.policy, info)
+            raise
+        if stop.is_set():
+            self._safe_stop()
+            self._abort(recorder, raw, self.policy, info)
+            return
+        lc = self.lifecycle
+        if lc is not None:
+            record = lc.end_episode('time limit' if not terminated else 'terminated') \
+                if lc.acting else lc.end_episode()
+            if record.aborted:  # e-stop or fault: recorded, never learned from
+                self._abort(recorder, raw, self.policy, info)
+                return
+        segment = recorder.cut(policy.norm(raw), terminated, policy.version)
+        self._emit(segment, partial=False, info=info, episode_return=ret)
+        self.stats.episodes += 1
+        self.stats.last_return = ret
+        self.stats.returns = (self.stats.returns + [ret])[-100:]
+        self.stats.last_distance = float(info.get('distance', math.nan))
+
+    def _act(self, env, stop, recorder, raw, policy, pending_event):
+        """The agent steps of one episode, until its end or a stop request."""
+        ret, info, terminated = 0.0, {}, False
+        lc = self.lifecycle
+        for step in range(env.task.episode_steps):
+            if stop.is_set() or (lc is not None and not lc.acting):
+                break
+            if self.swap_at == 'tick' and self.inbox.latest() is not policy:
+                if len(recorder):
+                    self._emit(recorder.cut(policy.norm(raw), False, policy.version),
+                               partial=True, info=info)
+                pending_event = self._swap(step_in_episode=step)
+                policy = self.policy
+            obs, act, logp = policy.act(raw, self.rng)
+            overruns = getattr(self.backend, 'overruns', 0)
+            next_raw, reward, terminated, truncated, info = env.step(
+                np.clip(act, self._low, self._high))
+            if pending_event is not None:
+                self._report_swap(pending_event, overruns)
+                pending_event = None
+            recorder.add(obs, raw, act, reward, logp)
+            ret += reward
+            self._count(info)
+            raw = next_raw
+            if terminated or truncated:
+                break
+        return raw, terminated, info, ret, policy
+
+    def _abort(self, recorder, raw, policy, info):
+        """Record and send what an interrupted episode acted, marked aborted."""
+        if len(recorder):
+            self._emit(recorder.cut(policy.norm(raw), False, policy.version), partial=False,
+                       info=info, aborted=True)
+
+    # -- pieces --------------------------------------------------------------------------
+
+    def _warm_up(self, env):
+        """Run the per-step code once before the first episode: first calls into numpy
+        paths cost milliseconds, and a millisecond is a driver period at high real-time
+        factors. The shield is reset by env.reset() right after."""
+        self._warm = True
+        state = self.backend.read()
+        env.shield.filter(state, np.zeros(len(state.position)))
+        self.inbox.latest().act(np.zeros(env.observation_space.shape), np.random.default_rng())
+
+    def _reset(self, env):
+        seed, self._seed = self._seed, None  # seed the first episode only
+        try:
+            raw, _ = env.reset(seed=seed)
+        except TeleportUnavailable as e:
+            self.stats.teleport_fallbacks += 1
+            self._log(f'{e}: resetting by driving the arm from now on')
+            env.drive_resets = True
+            raw, _ = env.reset()
+        return raw
+
+    def _swap(self, step_in_episode):
+        """Take the newest policy if there is one: a single reference read and write."""
+        new = self.inbox.latest()
+        if new is None or new is self.policy:
+            return None
+        previous = self.policy.version if self.policy is not None else -1
+        self.policy = new
+        self.stats.swaps += 1
+        return new, previous, time.monotonic(), step_in_episode
+
+    def _report_swap(self, event, overruns_before):
+        new, previous, swapped, step = event
+        missed = getattr(self.backend, 'overruns', 0) - overruns_before
+        first = getattr(self.backend, 'last_send_wall', swapped)
+        self.on_swap(SwapEvent(new.version, previous, new.received, new.built, swapped, first,
+                               step, missed))
+
+    def _emit(self, segment, *, partial, info, episode_return=None, aborted=False):
+        """Write one segment to the store, then publish it. The last (or only) segment of
+        an episode carries the episode's outcome; earlier ones, cut at a tick swap, say
+        partial. Written first, so a learner that dies before it learns from the segment
+        finds it on disk when it resumes."""
+        extra = {'final_distance': float(info.get('distance', math.nan)),
+                 'success': bool(info.get('is_success', False)), 'partial': partial,
+                 'reset_seconds': self._reset_seconds()}
+        if episode_return is not None:
+            extra['episode_return'] = float(episode_return)
+        if not math.isfinite(extra['final_distance']):
+            extra['final_distance'] = -1.0
+        blob = wire.encode_episode(segment, robot=self.robot, task=self.task,
+                                   actor=self.actor_id, sequence=self.sequence,
+                                   aborted=aborted, extra=extra)
+        sequence, self.sequence = self.sequence, self.sequence + 1
+        self.stats.segments += 1
+        self.stats.steps += len(segment)
+        if self.outbox is not None:
+            self.outbox.put(blob, sequence)
+        else:
+            self.record_and_publish(blob, sequence)
+
+    def record_and_publish(self, blob, sequence):
+        """Write one episode to the store (if any), then publish it."""
+        if self.store is not None:
+            try:
+                self.store.write(blob, actor=self.actor_id, sequence=sequence)
+                self.stats.stored += 1
+            except Exception as e:  # noqa: BLE001 - a full disk must not stop the arm loop
+                self.stats.store_failures += 1
+                self._log(f'could not record episode {sequence}: {e!r}')
+        try:
+            self.publish(blob)
+        except Exception as e:  # noqa: BLE001 - a transport hiccup must not stop the arm loop
+            self.stats.publish_failures += 1
+            self._log(f'could not publish an episode: {e!r}')
+
+    def _reset_seconds(self):
+        """Robot time of the reset before this episode, apart from the agent's time."""
+        lc = self.lifecycle
+        if lc is not None:
+            resets = lc.resets
+            return float(resets[-1].seconds) if resets else 0.0
+        return float(getattr(self.env.unwrapped, 'reset_seconds', 0.0))
+
+    def _count(self, info):
+        names = info.get('intervention_names', ())
+        if names:
+            self.stats.intervention_steps += 1
+            self.stats.interventions.update(names)
+
+    def _safe_stop(self):
+        try:
+            self.backend.stop()
+        except Exception as e:  # noqa: BLE001 - best effort; the driver timeout backs it up
+            self._log(f'stop command failed: {e!r}')

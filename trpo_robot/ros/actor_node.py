@@ -1,0 +1,287 @@
+"""actor_node: the arm under the current policy, one episode after another.
+
+ArmEnv over a RosBackend (so every command passes the SafetyShield), driven by a control
+thread of its own; the executor spins in another thread and only decodes, validates and
+builds received policies, which the control thread swaps in by one reference at the next
+episode boundary (or tick). Finished episodes leave on ~/episodes; ~/diagnostics says how
+the timing, the safety shield and the learner are doing. If the learner goes quiet the
+actor keeps acting on the last good policy and says so; if the actor dies the driver's
+receive timeout stops the arm.
+"""
+import threading
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Joy
+from std_msgs.msg import Float64MultiArray, String, UInt8MultiArray
+from std_srvs.srv import Trigger
+
+from trpo_robot.paths import urdf_path
+from trpo_robot.robot.env import ArmEnv
+from trpo_robot.robot.keyboard import KEYBOARD_MAPPING
+from trpo_robot.robot.lifecycle import EpisodeLifecycle, LifecycleConfig, LifecycleError
+from trpo_robot.robot.spec import RobotSpec
+from trpo_robot.robot.teleop import joy_mapping
+from trpo_robot.ros import node_utils as U
+from trpo_robot.ros.acting import Actor, Outbox, PolicyInbox
+from trpo_robot.ros.backend import RosBackend, SimRosBackend
+from trpo_robot.ros.params import RobotParams, task_dims
+from trpo_robot.store import EpisodeStore
+
+LOG_EVERY = 5.0
+QOS_JOY = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+"""Newest reading only; best effort matches joy drivers of either reliability."""
+SWAP_FIELDS = ('version', 'previous', 'received', 'built', 'swapped', 'first_action',
+               'step_in_episode', 'missed_ticks')
+"""Layout of a ~/swaps message (Float64MultiArray); times are CLOCK_MONOTONIC seconds."""
+
+
+class ActorNode(Node):
+    def __init__(self, stop: threading.Event, node_name='actor_node'):
+        super().__init__(node_name, automatically_declare_parameters_from_overrides=True)
+        (self.p,) = U.read_params(self, RobotParams)
+        p = self.p
+        self.stop_event = stop
+        self.task = p.task_spec()
+        spec = RobotSpec.from_urdf(urdf_path(self.task.urdf), ee_link=self.task.ee_link)
+        common = dict(state_topic=p.joint_states_topic, command_topic=p.command_topic,
+                      stall_timeout=p.stall_timeout)
+        if p.teleport:
+            self.backend = SimRosBackend(self, spec.joint_names, p.driver_period,
+                                         teleport_topic=p.teleport_topic, **common)
+        else:
+            self.backend = RosBackend(self, spec.joint_names, p.driver_period, **common)
+        self.env = ArmEnv(self.backend, self.task, spec)
+        obs_dim, act_dim = task_dims(self.task)
+        if (obs_dim,) != self.env.observation_space.shape or \
+                (act_dim,) != self.env.action_space.shape:
+            raise ValueError('task_dims disagrees with ArmEnv; update params.task_dims')
+        self._last_log = {}
+        self.inbox = PolicyInbox(obs_dim, act_dim, robot=p.robot, task=self.task.name,
+                                 max_bytes=p.max_policy_bytes,
+                                 log=lambda text: self._warn('policy', text))
+        # The node's name is the actor's identity: stable across restarts, so the episode
+        # store (one folder per actor) continues its sequence and a resumed learner knows
+        # which episodes it consumed.
+        self.actor_id = self.get_fully_qualified_name()
+        self.store = EpisodeStore(p.episode_dir)
+        self.pub_state = self.create_publisher(String, '~/state', U.QOS_POLICY)
+        self._mapping = joy_mapping(p.joy_mapping) if p.joy_mapping else KEYBOARD_MAPPING
+        self.lifecycle = None
+        """Built by the control thread once the driver (and, in sim, the clock) runs: the
+        lifecycle's timeouts count from its construction on the graph clock."""
+        self.actor = Actor(self.env, self.inbox, self._publish_episode, robot=p.robot,
+                           task=self.task.name, actor_id=self.actor_id, seed=p.seed,
+                           swap_at=p.swap_at, on_swap=self._on_swap,
+                           log=lambda text: self._warn('actor', text), store=self.store,
+                           teleport=p.teleport)
+        self.actor.outbox = Outbox(self.actor)
+        self.realtime = False
+        self.last_swap = None
+
+        self.pub_episodes = self.create_publisher(UInt8MultiArray, p.episodes_topic,
+                                                  U.qos_episodes(p.episode_queue_depth))
+        self.pub_diag = self.create_publisher(DiagnosticArray, '~/diagnostics', U.QOS_DIAG)
+        self.pub_swaps = self.create_publisher(Float64MultiArray, '~/swaps', U.QOS_DIAG)
+        self.sub_policy = self.create_subscription(UInt8MultiArray, p.policy_topic,
+                                                   self._on_policy, U.QOS_POLICY)
+        self.create_timer(p.diagnostics_period, self._publish_diagnostics,
+                          clock=U.steady_clock())
+        self.create_service(Trigger, '~/reset_timing', self._reset_timing)
+        for name, call in (('~/reset_done', lambda lc: lc.confirm('service')),
+                           ('~/reset', lambda lc: lc.request_reset()),
+                           ('~/pause', lambda lc: lc.pause('service')),
+                           ('~/resume', lambda lc: lc.resume()),
+                           ('~/estop', lambda lc: lc.engage_estop('service')),
+                           ('~/estop_release', lambda lc: lc.release_estop())):
+            self.create_service(Trigger, name, self._trigger(call))
+        self.sub_joy = self.create_subscription(Joy, p.joy_topic, self._on_joy, QOS_JOY)
+        self._publish_state()
+        self.thread = U.Worker('control', self._control, self.get_logger())
+        self.get_logger().info(
+            f'actor {self.actor_id}: task {self.task.name}, agent step '
+            f'{self.env.dt * 1e3:.0f} ms = {self.env.periods_per_step} driver periods, '
+            f'swap at {p.swap_at}, reset by {p.reset_mode}, episodes -> {p.episode_dir} '
+            f'(from sequence {self.actor.sequence}) and '
+            f'{self.pub_episodes.topic_name}, policy <- {self.sub_policy.topic_name}, '
+            f'use_sim_time {self.get_parameter("use_sim_time").value}')
+
+    # -- node lifecycle (run_node) -------------------------------------------------------
+
+    def start(self):
+        self.thread.start()
+
+    def failed(self):
+        return self.thread.error is not None
+
+    def shutdown(self):
+        self.stop_event.set()
+        self.thread.join(timeout=5.0)
+        self.actor.outbox.close()  # every finished episode recorded (and sent) before exit
+        for _ in range(3):  # reliable depth 1; repeated so a late joiner hears it too
+            self.backend.stop()
+        s = self.actor.stats
+        self.get_logger().info(f'actor stopped the arm: {s.episodes} episodes, {s.steps} '
+                               f'steps, {s.swaps} policy swaps, {s.aborted} aborted')
+        return 0
+
+    # -- control thread ------------------------------------------------------------------
+
+    def _control(self):
+        if self.p.realtime:
+            self.realtime = U.request_realtime(50, self.get_logger(), 'actor control thread',
+                                               all_threads=True)
+        self._wait_driver()
+        self.lifecycle = EpisodeLifecycle.for_env(
+            self.env, LifecycleConfig(reset_mode=self.p.reset_mode,
+                                      reset_timeout=self.p.reset_timeout),
+            mapping=self._mapping, logger=self.get_logger(),
+            on_transition=self._publish_state)
+        self.actor.lifecycle = self.lifecycle
+        try:
+            self.actor.run(self.stop_event, idle=self._wait_driver)
+        finally:
+            self.backend.stop()
+
+    def _wait_driver(self):
+        """Until joint_states flow (and, under use_sim_time, the clock runs)."""
+        stats = self.actor.stats
+        while not self.stop_event.is_set():
+            if self.backend.driver_alive() and self.backend.now() > 0.0:
+                self.backend.resync()
+                return
+            stats.phase = 'waiting for the driver'
+            self._warn('driver', f'waiting for joint_states on '
+                       f'{self.backend.state_topic} and a running clock')
+            self.backend.wait_for_state(0.2)
+            self.stop_event.wait(0.05)
+
+    def _publish_episode(self, blob):
+        self.pub_episodes.publish(U.blob_msg(blob))
+
+    def _on_swap(self, event):
+        self.last_swap = event
+        msg = Float64MultiArray()
+        msg.data = [float(getattr(event, f)) for f in SWAP_FIELDS]
+        self.pub_swaps.publish(msg)
+
+    # -- executor thread -----------------------------------------------------------------
+
+    def _on_policy(self, msg):
+        status = self.inbox.offer(bytes(msg.data), graph_time=self.backend.now())
+        if status == 'accepted':
+            self.get_logger().info(f'policy version {self.inbox.latest().version} built; '
+                                   f'swapping at the next {self.p.swap_at}')
+
+    def _trigger(self, call):
+        """A std_srvs/Trigger handler around one lifecycle request (executor thread; the
+        lifecycle takes its own lock and never blocks on the control thread)."""
+        def handle(request, response):
+            lc = self.lifecycle
+            if lc is None:
+                response.success, response.message = False, 'waiting for the driver'
+                return response
+            try:
+                response.success, response.message = call(lc)
+            except LifecycleError as e:
+                response.success, response.message = False, str(e)
+            self._publish_state()
+            return response
+        return handle
+
+    def _on_joy(self, msg):
+        """One gamepad (or teleop-keyboard) reading; the mapper validates every field and
+        answers anything odd with a zero command."""
+        if self.lifecycle is None:
+            return
+        try:
+            self.lifecycle.joy(list(msg.axes), list(msg.buttons), self.backend.now())
+        except (LifecycleError, ValueError, TypeError) as e:
+            self._warn('joy', f'ignored a Joy message: {e}')
+
+    def _publish_state(self, transition=None):
+        """The lifecycle phase on ~/state (latched: a late operator display gets it)."""
+        phase = 'starting' if self.lifecycle is None else self.lifecycle.phase.value
+        self.pub_state.publish(String(data=phase))
+
+    def _reset_timing(self, request, response):
+        """Start the timing figures afresh (after a warm-up, or to measure one phase)."""
+        self.backend.reset_timing()
+        response.success, response.message = True, 'timing statistics reset'
+        return response
+
+    def _publish_diagnostics(self):
+        s, b = self.actor.stats, self.backend
+        timing, transport = b.timing(), b.transport_timing()
+        recent = s.returns[-10:]
+        control = dict(
+            phase=s.phase, episodes=s.episodes, segments=s.segments, steps=s.steps,
+            aborted=s.aborted, last_return=s.last_return,
+            mean_return_10=float(np.mean(recent)) if recent else float('nan'),
+            last_distance=s.last_distance, ticks=timing.ticks, overruns=timing.overruns,
+            lateness_p50_ms=timing.p50 * 1e3, lateness_p99_ms=timing.p99 * 1e3,
+            lateness_max_ms=timing.max * 1e3, transport_p50_ms=transport.p50 * 1e3,
+            transport_p99_ms=transport.p99 * 1e3, transport_max_ms=transport.max * 1e3,
+            realtime=self.realtime, bad_joint_states=b.bad_states, stalls=b.stalls,
+            teleport_fallbacks=s.teleport_fallbacks, publish_failures=s.publish_failures,
+            stored=s.stored, store_failures=s.store_failures, sequence=self.actor.sequence,
+            reset_ticks=getattr(b, 'reset_ticks', 0), teleports=s.teleports)
+        level = U.OK if s.aborted == 0 and b.stalls == 0 and s.store_failures == 0 else U.WARN
+        learner_text, learner_level, policy = self._learner_state()
+        swap = self.last_swap
+        policy.update(
+            swaps=s.swaps, received=self.inbox.received, accepted=self.inbox.accepted,
+            rejected=self.inbox.rejected, repeats=self.inbox.repeats,
+            last_reject=next(iter(self.inbox.reasons.most_common(1)), ('', 0))[0],
+            last_swap_latency_ms=(swap.first_action - swap.received) * 1e3 if swap else -1.0,
+            last_swap_missed_ticks=swap.missed_ticks if swap else 0)
+        safety = dict(intervention_steps=s.intervention_steps, **dict(s.interventions))
+        lc = self.lifecycle
+        lifecycle = lc.status() if lc is not None else {'phase': 'starting',
+                                                        'instructions': ''}
+        if lc is not None:
+            lifecycle.update({f'{k}_s': v for k, v in lc.phase_seconds().items()})
+        fqn = self.get_fully_qualified_name()
+        self.pub_diag.publish(U.diag_array(self, [
+            U.status(f'{fqn}: control', control, level, s.phase, self.actor_id),
+            U.status(f'{fqn}: policy', policy, learner_level, learner_text, self.actor_id),
+            U.status(f'{fqn}: safety', safety, U.OK,
+                     f'{s.intervention_steps} steps changed by the shield', self.actor_id),
+            U.status(f'{fqn}: lifecycle', lifecycle,
+                     U.WARN if lifecycle['phase'] in ('hold', 'estop') else U.OK,
+                     f'{lifecycle["phase"]}: {lifecycle["instructions"]}'.rstrip(': '),
+                     self.actor_id)]))
+
+    def _learner_state(self):
+        latest = self.inbox.latest()
+        publishers = self.sub_policy.get_publisher_count()
+        values = dict(version=-1 if latest is None else latest.version,
+                      learner_publishers=publishers)
+        if latest is None:
+            values.update(learner='waiting', policy_age=-1.0)
+            return 'waiting for the first policy', U.WARN, values
+        age = self.backend.now() - latest.received_graph
+        values['policy_age'] = age
+        if age > self.p.learner_timeout or publishers == 0:
+            values['learner'] = 'stale'
+            return (f'learner stale: no policy for {age:.1f} s ({publishers} publishers); '
+                    f'acting on version {latest.version}'), U.WARN, values
+        values['learner'] = 'alive'
+        return f'acting on version {latest.version}', U.OK, values
+
+    def _warn(self, kind, text):
+        now = time.monotonic()
+        if now - self._last_log.get(kind, -1e9) >= LOG_EVERY:
+            self._last_log[kind] = now
+            self.get_logger().warning(text)
+
+
+def main(argv=None):
+    return U.run_node(lambda stop: ActorNode(stop), argv, 'actor_node')
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

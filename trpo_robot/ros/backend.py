@@ -1,0 +1,312 @@
+"""RosBackend: an arm behind a ROS 2 driver (the UR driver, or twin_node) as a ``Backend``.
+
+Time is the node's clock: sim time from /clock under use_sim_time, the system clock on a
+real arm, and the driver stamps joint_states on the same clock, so the shield's stale-state
+check compares like with like.
+
+The driver's cycle is the tick. Every joint_states message marks one driver period; while
+the environment holds a command, ``advance`` answers each tick by re-publishing that same
+filtered command, so the driver's receive timeout (40 ms on a UR) never fires while the
+actor is alive, and fires within that timeout when it is not. Locking to the driver's own
+messages, rather than to a free-running timer, keeps the command phase-locked to the
+driver cycle at any real-time factor.
+
+Timing figures, per tick: ``lateness`` from the joint_states message entering this process
+to the command for that tick leaving it (what the control thread adds), ``transport`` from
+the driver's publish (DDS source timestamp) to that entry, and ``overruns`` (driver periods
+that passed without a command from us).
+"""
+import threading
+import time
+
+import numpy as np
+from rclpy.node import Node
+from sensor_msgs.msg import JointState as JointStateMsg
+from std_msgs.msg import Float64MultiArray
+
+from trpo_robot.robot.backend import BackendFault, JointState
+from trpo_robot.robot.rate import TimingStats
+from trpo_robot.ros import node_utils as U
+from trpo_robot.ros.acting import TeleportUnavailable
+
+
+class BackendStalled(BackendFault):
+    """No joint_states for stall_timeout wall seconds: the driver (or twin) is gone or its
+    clock stopped. A zero command has been published; the driver's own timeout covers the
+    case that it cannot arrive."""
+
+
+class _Ring:
+    """Last ``size`` samples for percentiles, plus the all-time maximum."""
+
+    def __init__(self, size=10000):
+        self.values = np.zeros(size)
+        self.count = 0
+        self.max = 0.0
+
+    def add(self, x):
+        self.values[self.count % len(self.values)] = x
+        self.count += 1
+        if x > self.max:
+            self.max = x
+
+    def percentiles(self):
+        filled = self.values[:min(self.count, len(self.values))].copy()
+        if not len(filled):
+            return 0.0, 0.0
+        p50, p99 = np.percentile(filled, [50.0, 99.0])
+        return float(p50), float(p99)
+
+
+class RosBackend:
+    """``Backend`` over joint_states in and Float64MultiArray velocity commands out."""
+
+    def __init__(self, node: Node, joint_names, period: float, *, state_topic: str,
+                 command_topic: str, stall_timeout: float = 1.0):
+        self.node = node
+        self._clock = node.get_clock()
+        self._names = tuple(joint_names)
+        self._n = len(self._names)
+        self._period = float(period)
+        self._stall = float(stall_timeout)
+        self._cond = threading.Condition()
+        self._state = None
+        self._state_seq = 0
+        self._state_wall = 0.0
+        self._order = (None, None)
+        self._tick_seq = 0
+        self._tick_stamp = None
+        self._unanswered = None  # monotonic receipt time of a tick no command answered yet
+        self._held = np.zeros(self._n)
+        self._msg = Float64MultiArray()
+        self.last_send_wall = 0.0
+        """Monotonic time of the last new command (send_velocity), for swap latency."""
+        self.bad_states = 0
+        self.bad_reason = ''
+        self.stalls = 0
+        self._lateness, self._transport = _Ring(), _Ring()
+        self.ticks = 0
+        self.overruns = 0
+        self.reset_ticks = 0
+        self._pub = node.create_publisher(Float64MultiArray, command_topic, U.QOS_COMMAND)
+        self._sub = node.create_subscription(JointStateMsg, state_topic, self._on_state,
+                                             U.QOS_STATE_SUB)
+
+    # -- Backend protocol ------------------------------------------------------------------
+
+    @property
+    def joint_names(self):
+        return self._names
+
+    @property
+    def period(self):
+        return self._period
+
+    def now(self) -> float:
+        return self._clock.now().nanoseconds * 1e-9
+
+    def read(self) -> JointState:
+        state = self._state
+        if state is None:
+            raise BackendStalled('no joint_states received yet')
+        return state
+
+    def send_velocity(self, v) -> None:
+        v = np.asarray(v, dtype=float)
+        if v.shape != (self._n,) or not np.all(np.isfinite(v)):
+            raise ValueError(f'command must be {self._n} finite values, got {v!r}')
+        self._held = v.copy()
+        self._publish(self._held)
+        self.last_send_wall = time.monotonic()
+
+    def stop(self) -> None:
+        """Zero command now. Not a tick answer: stopping ends the acting, and the gap to
+        the next command (a reset) is not control-loop lateness."""
+        self._held = np.zeros(self._n)
+        self._unanswered = None
+        self._publish(self._held)
+
+    def advance(self, duration: float) -> None:
+        """Let ``duration`` pass on the driver's cycle, re-sending the held command once per
+        tick. The last tick is left for the caller's next command to answer (one command
+        per driver period, not two)."""
+        n = max(1, int(round(duration / self._period)))
+        elapsed = 0
+        while elapsed < n:
+            elapsed += self._next_tick()
+            if elapsed < n:
+                self._publish(self._held)
+
+    def close(self) -> None:
+        self.stop()
+
+    def advance_untimed(self) -> None:
+        """One driver period between episodes (the lifecycle's stop and reset ticks): the
+        caller has sent this period's command; the tick is counted in ``reset_ticks``, not
+        in the agent's timing figures, so reset time never dilutes or inflates them."""
+        self._next_tick(acting=False)
+        self.reset_ticks += 1
+
+    # -- for the actor ---------------------------------------------------------------------
+
+    @property
+    def lateness(self) -> float:
+        """Lateness of the newest answered tick, s (ArmEnv puts it in info['timing'])."""
+        ring = self._lateness
+        return float(ring.values[(ring.count - 1) % len(ring.values)]) if ring.count else 0.0
+
+    @property
+    def state_topic(self) -> str:
+        return self._sub.topic_name
+
+    def wait_for_state(self, timeout: float) -> bool:
+        """Block until a joint_states has arrived (True) or ``timeout`` wall seconds pass."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._state is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    def driver_alive(self, within: float | None = None) -> bool:
+        """A joint_states arrived within the last ``within`` wall seconds."""
+        within = self._stall if within is None else within
+        return self._state is not None and time.monotonic() - self._state_wall < within
+
+    def resync(self) -> None:
+        """Take the newest reading as the current tick without counting the gap as
+        overruns: after a pause that was not acting (waiting for a policy, a stall)."""
+        with self._cond:
+            self._tick_seq = self._state_seq
+            self._tick_stamp = None if self._state is None else self._state.stamp
+            self._unanswered = None
+
+    def timing(self) -> TimingStats:
+        p50, p99 = self._lateness.percentiles()
+        return TimingStats(self.ticks, self.overruns, p50, p99, self._lateness.max)
+
+    def transport_timing(self) -> TimingStats:
+        p50, p99 = self._transport.percentiles()
+        return TimingStats(self._transport.count, 0, p50, p99, self._transport.max)
+
+    def reset_timing(self) -> None:
+        self._lateness, self._transport = _Ring(), _Ring()
+        self.ticks = self.overruns = 0
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _publish(self, command):
+        self._msg.data = command.tolist()
+        self._pub.publish(self._msg)
+        tick = self._unanswered
+        if tick is not None:
+            self._unanswered = None
+            self._lateness.add(time.monotonic() - tick)
+
+    def _next_tick(self, acting=True) -> int:
+        """Wait for the next joint_states; return how many driver periods it advanced.
+
+        acting=False (waiting for a teleport, the arm stopped): the tick is neither timed
+        nor counted, since no command was due."""
+        deadline = time.monotonic() + self._stall
+        with self._cond:
+            while self._state_seq == self._tick_seq:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            else:
+                state, self._tick_seq = self._state, self._state_seq
+                receipt = self._state_wall
+                previous, self._tick_stamp = self._tick_stamp, state.stamp
+                periods = 1
+                if previous is not None and state.stamp > previous:
+                    periods = max(1, int(round((state.stamp - previous) / self._period)))
+                if acting:
+                    self.ticks += periods
+                    self.overruns += periods - 1
+                    if self._unanswered is not None:
+                        self.overruns += 1  # the previous tick got no command at all
+                    self._unanswered = receipt
+                return periods
+        self.stalls += 1
+        self._held = np.zeros(self._n)
+        self._publish(self._held)
+        raise BackendStalled(f'no joint_states for {self._stall} s of wall time: the driver '
+                             'or twin is gone or paused; arm stopped')
+
+    def _on_state(self, msg, info):
+        """Validate and reorder one reading (executor thread); the newest one wins."""
+        wall = time.monotonic()
+        names = tuple(msg.name)
+        order = self._order[1] if self._order[0] == names else self._index(names)
+        if order is None:
+            return
+        pos = np.asarray(msg.position, dtype=float)
+        vel = np.asarray(msg.velocity, dtype=float)
+        if pos.shape != (len(names),) or vel.shape != (len(names),):
+            return self._bad(f'{pos.size} positions and {vel.size} velocities for '
+                             f'{len(names)} names')
+        pos, vel = pos[order], vel[order]
+        if not (np.all(np.isfinite(pos)) and np.all(np.isfinite(vel))):
+            return self._bad('non-finite joint readings')
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        source = info.get('source_timestamp', 0)  # ns, the publisher's system clock
+        if source:
+            self._transport.add(max(0.0, time.time() - source * 1e-9))
+        state = JointState(position=pos, velocity=vel, stamp=stamp)
+        with self._cond:
+            self._state, self._state_wall = state, wall
+            self._state_seq += 1
+            self._cond.notify_all()
+
+    def _index(self, names):
+        try:
+            order = np.array([names.index(j) for j in self._names])
+        except ValueError:
+            missing = [j for j in self._names if j not in names]
+            self._bad(f'joint_states lacks {missing}')
+            return None
+        self._order = (names, order)
+        return order
+
+    def _bad(self, reason):
+        self.bad_states += 1
+        self.bad_reason = reason
+
+
+class SimRosBackend(RosBackend):
+    """RosBackend plus ``reset_state`` through the twin's teleport topic, so ArmEnv resets
+    the twin in one driver period instead of driving there (1-2 s of robot time)."""
+
+    def __init__(self, node, joint_names, period, *, teleport_topic, tolerance=5e-3,
+                 max_ticks=50, **kwargs):
+        super().__init__(node, joint_names, period, **kwargs)
+        self._teleport = node.create_publisher(Float64MultiArray, teleport_topic,
+                                               U.QOS_COMMAND)
+        self._topic = teleport_topic
+        self._tolerance, self._max_ticks = tolerance, max_ticks
+
+    def reset_state(self, position, velocity=None) -> None:
+        if velocity is not None and np.any(np.asarray(velocity) != 0):
+            raise ValueError('the twin teleports to rest only')
+        if self._teleport.get_subscription_count() == 0:
+            raise TeleportUnavailable(f'nobody serves {self._teleport.topic_name}')
+        target = np.asarray(position, dtype=float)
+        self.stop()
+        asked = self.read().stamp
+        msg = Float64MultiArray()
+        msg.data = target.tolist()
+        self._teleport.publish(msg)
+        for _ in range(self._max_ticks):
+            self._next_tick(acting=False)
+            state = self.read()
+            self._publish(self._held)
+            if state.stamp > asked and np.max(np.abs(state.position - target)) < \
+                    self._tolerance:
+                self.resync()
+                return
+        raise TeleportUnavailable(f'the twin did not teleport within {self._max_ticks} '
+                                  f'driver periods')

@@ -1,0 +1,312 @@
+"""`trpo-robot learn`: the ROS graph on the twin without a ROS distribution.
+
+Starts twin_node, actor_node and learner_node as processes from the same YAML a launch
+file uses (with this run's overrides written next to the results), on a free ROS domain
+with localhost-only discovery; follows their diagnostics to print progress; stops when the
+learner reports the run done (success rate or step budget) or on Ctrl-C, in the order that
+keeps the arm safe and the learning kept: actor (stops the arm), learner (writes its
+checkpoint), twin. Writes the checkpoint, progress.csv and learning_curve.png into --out.
+"""
+import csv
+import math
+from pathlib import Path
+import signal
+import sys
+import threading
+import time
+
+from trpo_robot.paths import share_file
+from trpo_robot.ros import graph
+from trpo_robot.ros import params as P
+
+DEFAULT_RTF = 8.0
+"""Sim seconds per wall second for `trpo-robot learn`. The UR5's 8 ms driver period is then
+1 ms of wall time, which the actor answers in ~0.7 ms round trip on a busy 2-core machine
+(with SCHED_FIFO): every command still lands in its own driver period, so the twin behaves
+as the arm would, and ~100k steps of 40 ms take ~8.5 minutes."""
+
+
+def UsageError(message):  # noqa: N802 - reads as the exception it returns
+    """The CLI's UsageError (one line on stderr, exit code 2), imported late: the CLI
+    module sits above this layer."""
+    from trpo_robot.cli import UsageError as CliUsageError
+    return CliUsageError(message)
+
+
+def add_parser(sub):
+    p = sub.add_parser('learn', help='learn on the twin with the ROS graph (twin, actor and '
+                       'learner nodes as processes; no ROS distribution needed)')
+    p.add_argument('--robot', choices=('ur5', 'dxl'), default=None,
+                   help='default: ur5, or the robot of --config')
+    p.add_argument('--task', default=None, help='task or its short name (ur5: reacher_2d, '
+                   'reacher_6d; dxl: reacher, tracker); default: the one in the YAML')
+    p.add_argument('--steps', type=_positive_int, default=None,
+                   help='step budget (default: budget_steps of the YAML)')
+    p.add_argument('--out', default=None, help='results folder (default runs/learn_<task>)')
+    p.add_argument('--rtf', type=_positive_float, default=DEFAULT_RTF,
+                   help=f'twin real-time factor (default {DEFAULT_RTF:g}; 1 = real time)')
+    p.add_argument('--config', default=None, help='robot parameter file (default '
+                   'config/<robot>.yaml)')
+    p.add_argument('--learner-config', default=None, help='learner parameter file (default '
+                   'config/learner.yaml)')
+    p.add_argument('--seed', type=int, default=None, help='default: seed of the YAML')
+    p.add_argument('--resume', default=None, metavar='DIR',
+                   help='continue the run in DIR (an earlier --out): its checkpoint, policy '
+                   'version, step count and episode sequence, learning first from the '
+                   'episodes it recorded but had not consumed; --out defaults to DIR')
+    p.add_argument('--domain-id', type=int, default=None,
+                   help='ROS_DOMAIN_ID (default: a free one, chosen at random)')
+    p.set_defaults(func=cmd_learn)
+
+
+def _positive_int(text):
+    value = int(text)
+    if value <= 0:
+        raise ValueError(text)
+    return value
+
+
+def _positive_float(text):
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(text)
+    return value
+
+
+# ---------------------------------------------------------------- configuration
+
+def prepare(args):
+    """Read and check the YAML with this run's overrides; write the files the nodes get."""
+    robot_file = (Path(args.config) if args.config
+                  else share_file('config', f'{args.robot or "ur5"}.yaml'))
+    learner_file = (Path(args.learner_config) if args.learner_config
+                    else share_file('config', 'learner.yaml'))
+    try:
+        values = P.node_parameters([robot_file], 'actor_node')
+        if args.robot:
+            values['robot'] = args.robot
+        if args.task:
+            values['task'] = args.task
+        values['real_time_factor'] = args.rtf
+        if args.seed is not None:
+            values['seed'] = args.seed
+        if args.steps:
+            values['budget_steps'] = args.steps
+        resume = getattr(args, 'resume', None)
+        out = Path(args.out or resume or f'runs/learn_{P.build(P.RobotParams, values).task}')
+        values['episode_dir'] = str((out / 'episodes').resolve())
+        rp = P.build(P.RobotParams, values)
+        lvalues = P.node_parameters([learner_file], 'learner_node')
+        lvalues['checkpoint_dir'] = str((out / 'checkpoint').resolve())
+        lvalues['log_dir'] = str(out.resolve())
+        if resume:
+            previous = Path(resume) / 'checkpoint'
+            if not (previous / 'meta.json').is_file():
+                raise P.ParamError(f'--resume {resume}: no checkpoint in {previous}')
+            lvalues['resume'] = str(previous.resolve())
+            stored = Path(resume) / 'episodes'
+            if stored.resolve() != Path(rp.episode_dir):
+                raise P.ParamError(f'--resume {resume} with another --out: the episodes '
+                                   f'recorded in {stored} would not be continued')
+        lp = P.build(P.LearnerParams, lvalues)
+    except P.ParamError as e:
+        raise UsageError(str(e)) from None
+    unknown = P.unknown_keys({**values, **lvalues}, P.RobotParams, P.LearnerParams)
+    if unknown:
+        print(f'warning: parameters nobody reads: {unknown}', file=sys.stderr)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ('progress.csv', 'learning_curve.png') if not lp.resume else ():
+        (out / stale).unlink(missing_ok=True)
+    files = (P.write_param_file(out / 'params' / 'robot.yaml', P.to_ros(rp)),
+             P.write_param_file(out / 'params' / 'learner.yaml', P.to_ros(lp)))
+    return rp, lp, out, files
+
+
+# ---------------------------------------------------------------- the run
+
+def cmd_learn(args):
+    try:
+        import rclpy  # noqa: F401 - only to fail early with a useful message
+    except ImportError:
+        raise UsageError('rclpy is not importable: install the ROS wheels with '
+                         "pip install -e '.[ros]' (or source a ROS 2 distribution)") from None
+    rp, lp, out, (robot_yaml, learner_yaml) = prepare(args)
+    domain = args.domain_id if args.domain_id is not None else graph.free_domain_id()
+    env = graph.ros_env(domain)
+    print(f'learning {rp.task} on the {rp.robot} twin at {rp.real_time_factor:g}x real time '
+          f'(ROS_DOMAIN_ID {domain}, localhost only); budget {rp.budget_steps} steps or '
+          f'success rate {rp.success_rate:g} over {rp.success_window} episodes -> {out}')
+    run = Run(rp, lp, out, domain)
+    procs = []
+    try:
+        logs = out / 'logs'
+        procs.append(graph.NodeProcess('twin_node', [robot_yaml], env, logs))
+        procs.append(graph.NodeProcess('learner_node', [robot_yaml, learner_yaml], env, logs))
+        procs.append(graph.NodeProcess('actor_node', [robot_yaml], env, logs,
+                                       params={'use_sim_time': True}))
+        return run.follow(procs)
+    finally:
+        by_name = {p.name: p for p in procs}
+        codes = graph.stop_all([by_name.get('actor_node'), by_name.get('learner_node'),
+                                by_name.get('twin_node')], timeout=30.0)
+        run.finish(codes)
+
+
+class Run:
+    """Follows the graph through its diagnostics and prints what a person wants to see."""
+
+    def __init__(self, rp, lp, out, domain):
+        self.rp, self.lp, self.out, self.domain = rp, lp, out, domain
+        self.stop = threading.Event()
+        self.interrupted = False
+        self.t0 = time.monotonic()
+        self.monitor = None
+        self.last_version = -1
+        self.failure = ''
+
+    def follow(self, procs) -> int:
+        previous = signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            from trpo_robot.ros.monitor import Probe
+            self.monitor = Probe(self.domain, name='trpo_learn_monitor', keep=50)
+            for key in ('learner', 'actor', 'twin'):
+                self.monitor.watch(key, f'/{key}_node/diagnostics')
+            last_plot = time.monotonic()
+            while not self.stop.wait(0.5):
+                dead = [p for p in procs if not p.alive()]
+                if dead:
+                    self.failure = '; '.join(f'{p.name} exited with code {p.proc.returncode}'
+                                             for p in dead)
+                    for p in dead:
+                        print(f'--- last lines of {p.log_path}:\n{p.tail()}', file=sys.stderr)
+                    return 1
+                progress = self.monitor.diag('learner', 'progress')
+                if progress and int(progress.get('version', -1)) != self.last_version:
+                    self.last_version = int(progress['version'])
+                    print(self.line(progress), flush=True)
+                    if time.monotonic() - last_plot > 30:
+                        plot_curve(self.out, self.title())
+                        last_plot = time.monotonic()
+                if progress and progress.get('done'):
+                    print(f'done: {progress["done"]}')
+                    return 0
+            print('interrupted: stopping the arm, writing a checkpoint', flush=True)
+            return 0
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _on_sigint(self, signum, frame):
+        self.interrupted = True
+        self.stop.set()
+
+    def line(self, pr) -> str:
+        steps, budget = int(pr['steps']), int(pr['budget_steps'])
+        elapsed = time.monotonic() - self.t0
+        rate = steps / elapsed if elapsed > 0 else 0.0
+        eta = _fmt((budget - steps) / rate) if rate > 0 else '--'
+        a = self.monitor.diag('actor', 'control') or {}
+        t = self.monitor.diag('twin', 'driver') or {}
+        timing = (f'lateness p99 {_f(a.get("lateness_p99_ms"), 2)} max '
+                  f'{_f(a.get("lateness_max_ms"), 1)} ms, overruns {a.get("overruns", "?")}, '
+                  f'stops {t.get("watchdog_stops", "?")}, rtf {_f(t.get("measured_rtf"), 1)}')
+        return (f'[{steps:>7d}/{budget} {100 * steps / budget:3.0f}%] v{pr["version"]:<4} '
+                f'ep {pr["episodes"]:>5} return {_f(pr["mean_return"], 2):>7} '
+                f'success {_f(pr["success_rate"], 2)} update {_f(pr["update_s"], 2)} s | '
+                f'{timing} | {_fmt(elapsed)} (budget ETA {eta})')
+
+    def title(self):
+        return f'{self.rp.task} on the {self.rp.robot} twin at {self.rp.real_time_factor:g}x'
+
+    def finish(self, codes):
+        if self.monitor is not None:
+            self.monitor.close()
+        curve = plot_curve(self.out, self.title())
+        checkpoint = Path(self.lp.checkpoint_dir)
+        print(f'nodes stopped ({", ".join(f"{k} {v}" for k, v in codes.items())}); '
+              f'checkpoint {checkpoint if (checkpoint / "meta.json").exists() else "MISSING"}; '
+              f'curve {curve or "none (no update finished)"}; logs {self.out / "logs"}')
+        print(episode_counts(self.rp.episode_dir, checkpoint), flush=True)
+        if self.failure:
+            raise UsageError(f'the graph failed: {self.failure}')
+
+
+def episode_counts(episode_dir, checkpoint_dir) -> str:
+    """Recorded, consumed and lost episodes, from the store and the last checkpoint.
+
+    consumed: recorded episodes the checkpoint accounts for (learned from, or dropped as
+    stale or aborted, all counted by the learner); unconsumed ones are what the next
+    --resume feeds the learner; lost: sequence numbers an actor used but never recorded
+    (the actor writes every episode before it sends it, so this should be 0)."""
+    from trpo_robot.store import EpisodeStore
+    from trpo_robot.trpo import checkpoint as ck
+    try:
+        consumed_ids = ck.read_meta(checkpoint_dir).get('extra', {}).get('consumed', {})
+    except ck.CheckpointError:
+        consumed_ids = {}
+    store = EpisodeStore(episode_dir)
+    episodes = store.episodes()
+    pending = {(a, s) for a, s, _ in store.unconsumed(consumed_ids)}
+    lost = 0
+    for actor in {a for a, _, _ in episodes}:
+        seqs = {s for a, s, _ in episodes if a == actor}
+        lost += max(seqs) + 1 - len(seqs)
+    return (f'episodes: recorded {len(episodes)}, consumed {len(episodes) - len(pending)}, '
+            f'unconsumed {len(pending)} (fed to the learner by --resume), lost {lost} '
+            f'[{episode_dir}]')
+
+
+def _f(value, digits):
+    try:
+        return f'{float(value):.{digits}f}'
+    except (TypeError, ValueError):
+        return '?'
+
+
+def _fmt(seconds):
+    if not math.isfinite(seconds):
+        return '--'
+    seconds = int(max(seconds, 0))
+    return f'{seconds // 60}m{seconds % 60:02d}s'
+
+
+def read_progress(path):
+    rows = []
+    try:
+        with open(path, newline='') as f:
+            for row in csv.DictReader(f):
+                rows.append({k: float(v) if v not in ('', 'True', 'False') else v
+                             for k, v in row.items()})
+    except FileNotFoundError:
+        pass
+    return rows
+
+
+def plot_curve(out, title):
+    """learning_curve.png from progress.csv: return and success rate against steps and
+    against wall-clock time. Returns the path, or None before the first update."""
+    rows = read_progress(Path(out) / 'progress.csv')
+    if not rows:
+        return None
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    steps = [r['steps'] for r in rows]
+    wall = [r['wall_s'] / 60 for r in rows]
+    ret = [r['mean_return'] for r in rows]
+    succ = [r['success_rate'] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, x, label in ((axes[0], steps, 'learned steps'), (axes[1], wall, 'wall clock, min')):
+        ax.plot(x, ret, color='tab:blue', marker='.')
+        ax.set_xlabel(label)
+        ax.set_ylabel('mean episode return', color='tab:blue')
+        ax.grid(alpha=0.3)
+        twin = ax.twinx()
+        twin.plot(x, succ, color='tab:green', alpha=0.6)
+        twin.set_ylim(0, 1.05)
+        twin.set_ylabel('success rate', color='tab:green')
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(out) / 'learning_curve.png'
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

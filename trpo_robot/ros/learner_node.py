@@ -1,0 +1,128 @@
+"""learner_node: asynchronous TRPO in its own process.
+
+Subscribes the episode topics of every actor, updates once a batch of fresh episodes is in
+(in a worker thread, so the executor keeps taking episodes during an update), publishes
+each new policy version on the policy topic (reliable, transient_local: a late actor gets
+the newest at once), writes checkpoints every checkpoint_every updates and on shutdown,
+and reports progress on ~/diagnostics.
+"""
+from collections import deque
+import threading
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.node import Node
+from std_msgs.msg import UInt8MultiArray
+import torch
+
+from trpo_robot.ros import node_utils as U
+from trpo_robot.ros.learning import LearnerCore
+from trpo_robot.ros.params import LearnerParams, RobotParams
+from trpo_robot.store import EpisodeStore
+
+INBOX_LIMIT = 1000
+"""Blobs waiting for the worker; beyond this (a stuck worker) the oldest are dropped."""
+
+
+class LearnerNode(Node):
+    def __init__(self, stop: threading.Event, node_name='learner_node'):
+        super().__init__(node_name, automatically_declare_parameters_from_overrides=True)
+        self.rp, self.lp = U.read_params(self, RobotParams, LearnerParams)
+        torch.set_num_threads(1)  # the learner shares the machine with the control loop
+        self.core = LearnerCore(self.lp, self.rp, log=self.get_logger().info)
+        self.stop_event = stop
+        self._inbox = deque()
+        self.dropped = 0
+        self._wake = threading.Event()
+        self.pub_policy = self.create_publisher(UInt8MultiArray, self.rp.policy_topic,
+                                                U.QOS_POLICY)
+        self.pub_diag = self.create_publisher(DiagnosticArray, '~/diagnostics', U.QOS_DIAG)
+        qos = U.qos_episodes(self.rp.episode_queue_depth)
+        self.subs = [self.create_subscription(UInt8MultiArray, topic, self._on_episode, qos)
+                     for topic in self.lp.episode_topics]
+        self.create_timer(self.lp.progress_period, self._publish_progress,
+                          clock=U.steady_clock())
+        self.thread = U.Worker('learner', self._work, self.get_logger())
+        cfg = self.core.agent.config
+        self.get_logger().info(
+            f'learner for {self.core.task.name}: preset {self.lp.preset}, batch '
+            f'{cfg.batch_steps} steps, max KL {cfg.max_kl}, max policy lag '
+            f'{cfg.max_policy_lag}; episodes <- {[s.topic_name for s in self.subs]}, policy '
+            f'-> {self.pub_policy.topic_name}, checkpoints -> {self.lp.checkpoint_dir}')
+
+    # -- node lifecycle (run_node) -------------------------------------------------------
+
+    def start(self):
+        self._publish_policy()
+        self.thread.start()
+
+    def failed(self):
+        return self.thread.error is not None
+
+    def shutdown(self):
+        self.stop_event.set()
+        self._wake.set()
+        self.thread.join(timeout=60.0)  # lets a running update finish
+        path = self.core.save()
+        self.core.close()
+        self._publish_progress()
+        self.get_logger().info(f'learner stopped at version {self.core.agent.version}, '
+                               f'{self.core.agent.total_steps} steps; checkpoint {path}')
+        return 0
+
+    # -- executor thread -----------------------------------------------------------------
+
+    def _on_episode(self, msg):
+        if len(self._inbox) >= INBOX_LIMIT:
+            self._inbox.popleft()
+            self.dropped += 1
+        self._inbox.append(bytes(msg.data))
+        self._wake.set()
+
+    def _publish_progress(self):
+        values = self.core.progress()
+        values['inbox'] = len(self._inbox)
+        values['dropped'] = self.dropped
+        level = U.WARN if values['rejected'] else U.OK
+        message = f'version {values["version"]}, {values["steps"]} steps' + (
+            f', done ({values["done"]})' if values['done'] else '')
+        self.pub_diag.publish(U.diag_array(self, [U.status(
+            f'{self.get_fully_qualified_name()}: progress', values, level, message)]))
+
+    # -- worker thread -------------------------------------------------------------------
+
+    def _work(self):
+        core = self.core
+        if self.lp.resume:
+            fed = core.feed_stored(EpisodeStore(self.rp.episode_dir))
+            self.get_logger().info(f'fed {fed} recorded episodes the checkpoint had not '
+                                   f'consumed, from {self.rp.episode_dir}')
+        while not self.stop_event.is_set():
+            self._wake.wait(0.2)
+            self._wake.clear()
+            while self._inbox:
+                core.offer(self._inbox.popleft())
+            if core.ready():
+                row = core.update()
+                if row is None:
+                    continue
+                self._publish_policy()
+                self.get_logger().info(
+                    f'v{row["version"]} {row["steps"]} steps, {row["episodes"]} episodes, '
+                    f'return {row["mean_return"]:.2f}, distance {row["final_distance"]:.3f}, '
+                    f'success {row["success_rate"]:.2f}, kl {row["kl"]:.4f}, update '
+                    f'{row["update_s"]:.2f} s, stale {row["stale"]}')
+                self._publish_progress()
+
+    def _publish_policy(self):
+        t0 = time.perf_counter()
+        self.pub_policy.publish(U.blob_msg(self.core.policy_blob()))
+        self.last_publish_s = time.perf_counter() - t0
+
+
+def main(argv=None):
+    return U.run_node(lambda stop: LearnerNode(stop), argv, 'learner_node')
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,0 +1,240 @@
+"""The learner node's work without rclpy: blobs in, updates, progress, checkpoints, the end.
+
+``LearnerCore`` wraps the transport-free ``AsyncLearner`` with what a run needs around it:
+per-episode returns and success for progress, the run's end (success rate or step budget),
+a CSV row per update, and checkpoints. One thread owns it (the node's worker thread), so
+it needs no locks.
+"""
+from collections import deque
+import csv
+from dataclasses import asdict
+import math
+from pathlib import Path
+import time
+
+import numpy as np
+
+from trpo_robot.ros.params import env_id, LearnerParams, RobotParams, task_dims
+from trpo_robot.trpo import checkpoint, wire
+from trpo_robot.trpo.agent import Agent
+from trpo_robot.trpo.learner import AsyncLearner
+
+CSV_FIELDS = ('wall_s', 'steps', 'version', 'episodes', 'mean_return', 'final_distance',
+              'success_rate', 'kl', 'accepted', 'update_s', 'stale', 'rejected')
+
+
+class LearnerCore:
+    def __init__(self, lp: LearnerParams, rp: RobotParams, log=print):
+        self.lp, self.rp, self.log = lp, rp, log
+        self.task = rp.task_spec()
+        self.obs_dim, self.act_dim = task_dims(self.task)
+        consumed, episodes = {}, 0
+        if lp.resume:
+            agent, meta = checkpoint.load(lp.resume, expect_obs_dim=self.obs_dim,
+                                          expect_act_dim=self.act_dim)
+            consumed = _consumed_ids(meta.get('extra', {}).get('consumed', {}))
+            episodes = _finite(meta.get('extra', {}).get('episodes'), 0)
+            log(f'resumed from {lp.resume}: version {agent.version}, {agent.total_steps} '
+                f'steps, consumed {consumed}')
+        else:
+            agent = Agent(self.obs_dim, self.act_dim, lp.trpo_config(), seed=rp.seed)
+        self.learner = AsyncLearner(agent, robot=rp.robot, task=self.task.name)
+        self.learner.consumed_ids.update(consumed)
+        self.resumed_fed = 0
+        """Stored episodes the checkpoint had not consumed, fed at start-up (feed_stored)."""
+        self.t0 = time.monotonic()
+        self.episodes = int(episodes)
+        self.acted_steps = 0
+        self.window = deque(maxlen=rp.success_window)
+        self._since_update = []  # (return, final distance) of full episodes since the update
+        self.recent_returns = deque(maxlen=20)
+        self.last_stats = None
+        self.updates = 0
+        self.done = ''
+        self.last_checkpoint = ''
+        self._csv = None
+        if lp.log_dir:
+            path = Path(lp.log_dir) / 'progress.csv'
+            path.parent.mkdir(parents=True, exist_ok=True)
+            new = not path.exists()
+            self._csv_file = open(path, 'a', newline='')
+            self._csv = csv.writer(self._csv_file)
+            if new:
+                self._csv.writerow(CSV_FIELDS)
+
+    @property
+    def agent(self):
+        return self.learner.agent
+
+    @property
+    def counters(self):
+        return self.learner.counters
+
+    def offer(self, blob) -> str:
+        """One received episode blob: size cap, AsyncLearner's checks, then run statistics."""
+        if len(blob) > self.lp.max_episode_bytes:
+            return self._reject(f'blob of {len(blob)} bytes exceeds the cap of '
+                                f'{self.lp.max_episode_bytes}')
+        try:
+            _, info = wire.decode_episode(blob, self.obs_dim, self.act_dim)
+        except wire.WireError:
+            info = None  # AsyncLearner.offer rejects it below, with its reason
+        if info and info['task'] and info['task'] != self.task.name:
+            return self._reject(f'episode of task {info["task"]!r}, learning '
+                                f'{self.task.name!r}')
+        if info and info['policy_version'] > self.agent.version:
+            # Acted by a version this learner never had: published by a learner that died
+            # after its last checkpoint. Its log-probabilities belong to lost weights.
+            c = self.learner.counters
+            c.received += 1
+            c.stale += 1
+            return 'stale'
+        status = self.learner.offer(blob)
+        if self.done and self.lp.stop_when_done:
+            self.learner.pending.clear()  # frozen: count and check, but keep nothing
+        if status in ('queued', 'stale'):
+            segment, info = wire.decode_episode(blob, self.obs_dim, self.act_dim)
+            self.acted_steps += len(segment)
+            extra = info.get('extra') or {}
+            if not extra.get('partial', False):
+                ret = _finite(extra.get('episode_return'), float(segment.rewards.sum()))
+                self._episode_done(ret, extra)
+        return status
+
+    def _reject(self, reason):
+        """Count a blob refused before AsyncLearner saw it, as AsyncLearner counts its own."""
+        c = self.learner.counters
+        c.received += 1
+        c.rejected += 1
+        c.reasons[reason] = c.reasons.get(reason, 0) + 1
+        self.log(f'rejected an episode blob: {reason}')
+        return f'rejected: {reason}'
+
+    def _episode_done(self, ret, extra):
+        self.episodes += 1
+        distance = _finite(extra.get('final_distance'), -1.0)
+        self.window.append(extra.get('success') is True)
+        self._since_update.append((ret, distance))
+        self.recent_returns.append(ret)
+
+    def feed_stored(self, store) -> int:
+        """Offer the episodes an EpisodeStore holds beyond what the checkpoint consumed:
+        they were recorded by the actor but the previous learner died (or stopped) before
+        learning from them. Each is offered once; the usual checks (aborted, stale) apply."""
+        fed = 0
+        for actor, seq, path in store.unconsumed(self.learner.consumed_ids):
+            try:
+                blob = store.read(path)
+            except Exception as e:  # noqa: BLE001 - one damaged file must not stop the run
+                self._reject(f'stored episode {path}: {e}')
+                continue
+            self.offer(blob)
+            fed += 1
+        self.resumed_fed += fed
+        return fed
+
+    def ready(self) -> bool:
+        return not (self.done and self.lp.stop_when_done) and self.learner.ready()
+
+    def update(self):
+        """One TRPO update; returns the CSV row (a dict) or None if every episode was stale."""
+        stats = self.learner.update()
+        if stats is None:
+            return None
+        self.updates += 1
+        self.last_stats = stats
+        done_eps, self._since_update = self._since_update, []
+        returns = [r for r, _ in done_eps]
+        distances = [d for _, d in done_eps if d >= 0]
+        row = dict(wall_s=time.monotonic() - self.t0, steps=stats.steps,
+                   version=stats.version, episodes=self.episodes,
+                   mean_return=float(np.mean(returns)) if returns else math.nan,
+                   final_distance=float(np.mean(distances)) if distances else math.nan,
+                   success_rate=self.success_rate(), kl=stats.kl, accepted=stats.accepted,
+                   update_s=stats.update_time, stale=self.counters.stale,
+                   rejected=self.counters.rejected)
+        if self._csv:
+            self._csv.writerow([row[k] for k in CSV_FIELDS])
+            self._csv_file.flush()
+        self._check_done()
+        if self.updates % self.lp.checkpoint_every == 0 or self.done:
+            self.save()
+        return row
+
+    def success_rate(self) -> float:
+        return float(np.mean(self.window)) if self.window else 0.0
+
+    def _check_done(self):
+        if self.done:
+            return
+        full = len(self.window) == self.window.maxlen
+        if full and self.success_rate() >= self.rp.success_rate:
+            self.done = 'success'
+        elif self.agent.total_steps >= self.rp.budget_steps:
+            self.done = 'budget'
+        if self.done:
+            self.log(f'run done ({self.done}) at {self.agent.total_steps} steps, version '
+                     f'{self.agent.version}, success rate {self.success_rate():.2f}')
+
+    def policy_blob(self) -> bytes:
+        return self.learner.policy_blob()
+
+    def save(self) -> str:
+        spaces = {'obs_dim': self.obs_dim, 'act_dim': self.act_dim,
+                  'action_low': [-1.0] * self.act_dim, 'action_high': [1.0] * self.act_dim}
+        extra = {'env_id': env_id(self.task.name), 'robot': self.rp.robot,
+                 'task': self.task.name, 'seed': self.rp.seed, 'episodes': self.episodes,
+                 'consumed': self.learner.consumed_ids,
+                 'counters': {k: v for k, v in asdict(self.counters).items()
+                              if k != 'reasons'},
+                 'done': self.done}
+        folder = checkpoint.save(self.agent, self.lp.checkpoint_dir, spaces=spaces,
+                                 extra=extra)
+        self.last_checkpoint = str(folder)
+        return self.last_checkpoint
+
+    def progress(self) -> dict:
+        """Flat values for the progress message (and the CLI's display)."""
+        s, c = self.last_stats, self.counters
+        recent = list(self.recent_returns)
+        return dict(
+            version=self.agent.version, steps=self.agent.total_steps,
+            acted_steps=self.acted_steps, episodes=self.episodes, updates=self.updates,
+            pending_steps=self.learner.pending_steps(),
+            batch_steps=self.agent.config.batch_steps, budget_steps=self.rp.budget_steps,
+            mean_return=float(np.mean(recent)) if recent else math.nan,
+            success_rate=self.success_rate(), success_window=len(self.window),
+            kl=s.kl if s else math.nan, update_s=s.update_time if s else math.nan,
+            received=c.received, rejected=c.rejected, stale=c.stale,
+            duplicates=c.duplicates, aborted=c.aborted, consumed=c.consumed,
+            resumed_fed=self.resumed_fed,
+            last_reject=next(reversed(c.reasons), '') if c.reasons else '',
+            done=self.done, checkpoint=self.last_checkpoint,
+            wall_s=time.monotonic() - self.t0)
+
+    def close(self):
+        if self._csv:
+            self._csv_file.close()
+            self._csv = None
+
+
+def _consumed_ids(value) -> dict:
+    """The checkpoint's {actor: highest consumed sequence}, checked (it is JSON from disk)."""
+    if not isinstance(value, dict):
+        raise checkpoint.CheckpointError('checkpoint extra.consumed is not a mapping')
+    out = {}
+    for actor, seq in value.items():
+        if not isinstance(actor, str) or isinstance(seq, bool) or not isinstance(seq, int) \
+                or seq < -1:
+            raise checkpoint.CheckpointError(f'checkpoint extra.consumed has a bad entry '
+                                             f'{actor!r}: {seq!r}')
+        out[actor] = seq
+    return out
+
+
+def _finite(value, default):
+    """A number from an episode's JSON metadata, or the default if it is not a finite one
+    (the metadata is outside the wire format's tensor checks)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return default
+    return float(value) if math.isfinite(value) else default

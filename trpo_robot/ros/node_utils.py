@@ -1,0 +1,217 @@
+"""What every node of the graph shares: QoS profiles, parameters, blobs, diagnostics, main().
+
+Kept small and free of node logic so that each node file reads as its own behaviour.
+"""
+import gc
+import os
+import signal
+import sys
+import threading
+import traceback
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
+import rclpy
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
+from std_msgs.msg import UInt8MultiArray
+
+from trpo_robot.ros import params as P
+
+# ---------------------------------------------------------------- QoS
+# The driver side follows the UR driver: joint_states and commands are reliable streams
+# (ros2_control's SystemDefaultsQoS); the actor reads joint_states best effort with depth 1
+# because only the newest reading matters and a queue would only add latency.
+QOS_STATE_PUB = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+QOS_STATE_SUB = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+QOS_COMMAND = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+# As Gazebo's /clock and rclpy's own TimeSource subscription.
+QOS_CLOCK = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+# Weights: a late joiner (an actor started after the learner) gets the newest at once.
+QOS_POLICY = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                        history=HistoryPolicy.KEEP_LAST)
+QOS_DIAG = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def qos_episodes(depth: int) -> QoSProfile:
+    """Finished episodes: reliable so none is lost while both ends live; volatile because
+    an episode acted long ago is too off-policy to learn from anyway."""
+    return QoSProfile(depth=int(depth), reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+def steady_clock() -> Clock:
+    """For timers that must keep firing when sim time stops (diagnostics of a stalled
+    graph are the ones that matter most)."""
+    return Clock(clock_type=ClockType.STEADY_TIME)
+
+
+# ---------------------------------------------------------------- parameters
+
+_BUILTIN = {'use_sim_time', 'start_type_description_service'}
+
+
+def read_params(node, *classes):
+    """Declare every field of the params dataclasses that the parameter files did not
+    (they are declared from the overrides already), then build each dataclass.
+
+    Typing is dynamic and each value is coerced and checked by the dataclass, so that a
+    `1` where `1.0` is expected is fine and a bad value fails with the parameter's name.
+    Returns the dataclass instances, and logs keys that no class knows (likely typos).
+    """
+    descriptor = ParameterDescriptor(dynamic_typing=True)
+    for cls in classes:
+        for key, value in P.to_ros(cls()).items():
+            if not node.has_parameter(key):
+                node.declare_parameter(key, value, descriptor)
+    values = {name: p.value for name, p in node.get_parameters_by_prefix('').items()}
+    unknown = [k for k in P.unknown_keys(values, *classes) if k not in _BUILTIN]
+    if unknown:
+        node.get_logger().warning(f'parameters not used by this node: {unknown}')
+    return tuple(P.build(cls, values) for cls in classes)
+
+
+# ---------------------------------------------------------------- blobs
+
+def blob_msg(blob: bytes) -> UInt8MultiArray:
+    msg = UInt8MultiArray()
+    msg.data = blob  # the generated setter copies bytes into an array('B') in C
+    return msg
+
+
+# ---------------------------------------------------------------- diagnostics
+
+OK, WARN, ERROR, STALE = (DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR,
+                          DiagnosticStatus.STALE)
+
+
+def status(name: str, values: dict, level=OK, message='ok', hardware_id=''):
+    s = DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id)
+    s.values = [KeyValue(key=str(k), value=_fmt(v)) for k, v in values.items()]
+    return s
+
+
+def _fmt(value):
+    if isinstance(value, float):
+        return f'{value:.6g}'
+    return str(value)
+
+
+def diag_array(node, statuses) -> DiagnosticArray:
+    msg = DiagnosticArray()
+    msg.header.stamp = node.get_clock().now().to_msg()
+    msg.status = list(statuses)
+    return msg
+
+
+def diag_dict(msg: DiagnosticArray) -> dict:
+    """{status name: {'level': int, 'message': str, key: value-string, ...}}."""
+    out = {}
+    for s in msg.status:
+        d = {kv.key: kv.value for kv in s.values}
+        d['level'] = s.level[0] if isinstance(s.level, (bytes, bytearray)) else int(s.level)
+        d['message'] = s.message
+        out[s.name] = d
+    return out
+
+
+# ---------------------------------------------------------------- threads
+
+SWITCH_INTERVAL = 2e-4
+"""s: how long a Python thread may keep the GIL while another waits for it, in the
+processes that run a control loop."""
+
+
+def request_realtime(priority: int, logger, what: str, all_threads=False) -> bool:
+    """SCHED_FIFO for the calling thread, as ros2_control does for its loop; warns and
+    carries on with normal scheduling when not permitted.
+
+    all_threads: also every thread the process has now (the executor and the DDS receive
+    threads). The control thread waits on joint_states that those threads deliver, so on a
+    busy machine they need the priority as much as the loop itself. Linux applies a policy
+    per thread and sched_setscheduler accepts a thread id.
+    """
+    # A thread woken by a message still needs the GIL; whoever holds it gives it up only
+    # after the switch interval (5 ms by default), which would be the lateness floor.
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    tids = [0]
+    if all_threads:
+        try:
+            tids += [int(t) for t in os.listdir('/proc/self/task')]
+        except OSError:
+            pass
+    try:
+        for tid in tids:
+            os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(priority))
+    except (AttributeError, OSError) as e:
+        logger.warning(f'{what}: SCHED_FIFO {priority} not available ({e}); running with '
+                       'normal scheduling (run as root or grant CAP_SYS_NICE / rtprio)')
+        return False
+    return True
+
+
+class Worker(threading.Thread):
+    """A daemon thread that records its exception instead of dying silently."""
+
+    def __init__(self, name, target, logger):
+        super().__init__(name=name, daemon=True)
+        self._target_fn, self._logger = target, logger
+        self.error = None
+
+    def run(self):
+        try:
+            self._target_fn()
+        except BaseException as e:  # noqa: BLE001 - reported, and the node then exits
+            self.error = e
+            self._logger.error(f'{self.name} thread failed: {e!r}\n{traceback.format_exc()}')
+
+
+# ---------------------------------------------------------------- main
+
+def run_node(make_node, argv=None, name='node'):
+    """rclpy.init, build the node, spin its executor in a thread, wait for SIGINT/SIGTERM or
+    a failed worker, then let the node stop itself (stop the arm, write a checkpoint) before
+    the context goes down. Returns the process exit code.
+
+    rclpy's own signal handlers are off: they would shut the context down at once, and the
+    node could no longer publish the final stop command.
+    """
+    args = sys.argv if argv is None else argv
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    node = None
+    try:
+        try:
+            node = make_node(stop)
+        except (P.ParamError, ValueError, FileNotFoundError) as e:
+            print(f'{name}: error: {e}', file=sys.stderr)
+            return 2
+        # Everything built so far (torch, mujoco, numpy, the node) lives for the whole run:
+        # moved out of the collector's reach, a full collection no longer walks it, which
+        # would otherwise pause every thread for milliseconds now and then.
+        gc.freeze()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        spinner = threading.Thread(target=executor.spin, name='executor', daemon=True)
+        spinner.start()
+        node.start()
+        while not stop.wait(0.2):
+            if node.failed():
+                break
+        code = node.shutdown()
+        executor.shutdown(timeout_sec=2.0)
+        spinner.join(timeout=2.0)
+        return 1 if node.failed() else code
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()

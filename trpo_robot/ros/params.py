@@ -1,0 +1,398 @@
+"""Parameters of the ROS graph, read from the same YAML files by the nodes and by the CLI.
+
+The files in ``config/`` are ROS 2 parameter files (``/**: ros__parameters: {...}``). A
+launch file hands them to the nodes; ``trpo-robot learn`` reads them here and hands the
+same files to the same nodes. Each node declares the fields of the dataclasses below as
+ROS parameters and builds the dataclass from them, so every check lives in one place and
+holds whichever way the values arrived. Nothing here imports rclpy.
+"""
+from dataclasses import asdict, dataclass, field, fields
+import math
+from pathlib import Path
+
+import yaml
+
+from trpo_robot.robot.tasks import get_task, Task, TASKS
+from trpo_robot.trpo.config import preset, TRPOConfig
+
+SWAP_AT = ('episode', 'tick')
+RESET_MODES = ('auto', 'teleop', 'freedrive')
+"""The episode lifecycle's reset modes (trpo_robot/robot/lifecycle.py)."""
+ROBOT_FAMILY = {'ur5': 'ur5', 'ur5e': 'ur5', 'dxl': 'dxl'}
+"""Twin robot (sim/robots.yaml) -> the family its tasks are written for (Task.robot)."""
+MiB = 1024 * 1024
+
+
+class ParamError(ValueError):
+    """A parameter file or value that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True)
+class RobotParams:
+    """One arm, its driver and its task: ``config/ur5.yaml``, ``config/dxl.yaml``.
+
+    Read by twin_node, actor_node, learner_node (robot, task, seed, run end) and the CLI.
+    """
+
+    robot: str = 'ur5'
+    """Twin model in sim/robots.yaml: ur5, ur5e or dxl."""
+    task: str = 'ur5_reacher_2d'
+    """Task name (trpo_robot/robot/tasks.py) or its short alias (reacher_2d, reacher)."""
+    driver_period: float = 0.008
+    """Driver cycle, s: joint_states arrive and a command is expected once per period
+    (UR5 CB3 125 Hz, UR5e 500 Hz, Dynamixel bus 10 ms). The twin refuses a value that
+    differs from its model's."""
+    robot_receive_timeout: float = 0.04
+    """The driver stops the arm when the newest command is older than this, s (the UR
+    driver's robot_receive_timeout). Measured on the graph clock (sim time in the twin)."""
+    agent_dt: float = 0.04
+    """Agent step, s: a whole number of driver periods (SenseAct: 40 ms)."""
+    real_time_factor: float = 1.0
+    """Twin only: sim seconds per wall second (1 = as the hardware would run)."""
+    seed: int = 0
+    """Seeds the twin's sensor noise, the actor's action noise and start poses, and the
+    learner's networks."""
+    swap_at: str = 'episode'
+    """When the actor switches to newly received weights: 'episode' (at the next episode
+    boundary, on-policy episodes) or 'tick' (before the next agent step; the episode is cut
+    there into two segments, one per policy version)."""
+    reset_mode: str = 'auto'
+    """How the arm gets back to a start pose between episodes (the actor's lifecycle):
+    'auto' (a move through the shield), 'teleop' (an operator jogs it with a gamepad or
+    `trpo-robot teleop-keyboard`, then confirms) or 'freedrive' (moved by hand, then
+    confirmed). Changeable at run time through the actor's services."""
+    teleport: bool = True
+    """Twin only: an 'auto' reset asks the twin to place the arm at the start pose instead
+    of driving there (falls back to driving when nobody serves the teleport topic, e.g. on
+    a real arm). The lifecycle still checks the pose and the rest before READY."""
+    reset_timeout: float = 120.0
+    """teleop and freedrive resets: s without operator activity before the arm is held
+    (HOLD) with a log line saying what to do."""
+    joy_mapping: str = ''
+    """Gamepad layout in config/joy_mappings.yaml (xbox, ps4, ...); empty: the layout of
+    `trpo-robot teleop-keyboard`."""
+    joy_topic: str = 'joy'
+    """sensor_msgs/Joy for teleop resets (relative: resolves in the actor's namespace)."""
+    sim_clock: bool = True
+    """Twin: publish /clock and stamp joint_states in sim time (run the actor with
+    use_sim_time). False: stamp with the system clock like a real driver (only at
+    real_time_factor 1)."""
+    realtime: bool = True
+    """Ask for SCHED_FIFO for the control thread (actor) and the physics thread (twin);
+    falls back to normal scheduling with a warning when not permitted."""
+    joint_states_topic: str = 'joint_states'
+    command_topic: str = 'forward_velocity_controller/commands'
+    clock_topic: str = '/clock'
+    """Twin: where sim time is published (several twins need one clock topic each)."""
+    teleport_topic: str = 'twin_node/reset_state'
+    """Twin (sim only): std_msgs/Float64MultiArray of joint positions to teleport to."""
+    episodes_topic: str = '~/episodes'
+    policy_topic: str = '/policy'
+    episode_queue_depth: int = 32
+    """keep_last depth of the reliable episode topic, on both sides."""
+    episode_dir: str = 'runs/learn/episodes'
+    """Actor: every finished episode is written here (one MCAP file each, trpo_robot/store.py)
+    before it is published, so a dead learner loses nothing; the learner reads the ones its
+    checkpoint has not consumed when it resumes. `trpo-robot learn` puts it in --out."""
+    max_policy_bytes: int = 16 * MiB
+    """Actor: policy blobs above this size are rejected before decoding."""
+    learner_timeout: float = 300.0
+    """Actor: say the learner is stale when no policy arrived for this long, s on the graph
+    clock (a TRPO batch of 2048 steps of 40 ms is ~82 s of robot time)."""
+    stall_timeout: float = 1.0
+    """Actor: wall seconds without a new joint_states before the episode is aborted and the
+    arm stopped (a dead driver or twin)."""
+    diagnostics_period: float = 1.0
+    """Wall seconds between diagnostics messages."""
+    budget_steps: int = 150_000
+    """Learning run: stop after this many learned agent steps."""
+    success_rate: float = 0.8
+    """Learning run: stop when this fraction of the last success_window full episodes ended
+    within the task's success_distance."""
+    success_window: int = 40
+
+    def __post_init__(self):
+        _check(self.robot in ROBOT_FAMILY, f'robot must be one of {sorted(ROBOT_FAMILY)}, '
+               f'got {self.robot!r}')
+        object.__setattr__(self, 'task', resolve_task(self.robot, self.task))
+        for name in ('driver_period', 'robot_receive_timeout', 'agent_dt', 'real_time_factor',
+                     'learner_timeout', 'stall_timeout', 'diagnostics_period',
+                     'reset_timeout'):
+            _positive(self, name)
+        for name in ('episode_queue_depth', 'max_policy_bytes', 'budget_steps',
+                     'success_window'):
+            _check(getattr(self, name) >= 1, f'{name} must be >= 1, got {getattr(self, name)}')
+        _check(0.0 < self.success_rate <= 1.0,
+               f'success_rate must be in (0, 1], got {self.success_rate}')
+        _check(self.swap_at in SWAP_AT, f'swap_at must be one of {SWAP_AT}, got '
+               f'{self.swap_at!r}')
+        _check(self.reset_mode in RESET_MODES, f'reset_mode must be one of {RESET_MODES}, '
+               f'got {self.reset_mode!r}')
+        periods = self.agent_dt / self.driver_period
+        _check(round(periods) >= 1 and abs(periods - round(periods)) < 1e-6,
+               f'agent_dt {self.agent_dt} s is not a whole multiple of driver_period '
+               f'{self.driver_period} s')
+        _check(self.robot_receive_timeout >= self.driver_period,
+               'robot_receive_timeout must be at least one driver period')
+        _check(self.sim_clock or self.real_time_factor == 1.0,
+               'sim_clock: false stamps with the system clock and needs real_time_factor 1')
+        for name in ('joint_states_topic', 'command_topic', 'clock_topic', 'teleport_topic',
+                     'episodes_topic', 'policy_topic', 'episode_dir', 'joy_topic'):
+            _check(bool(getattr(self, name)), f'{name} must not be empty')
+
+    def task_spec(self) -> Task:
+        """The task with this file's agent step (its episode length stays in seconds)."""
+        from dataclasses import replace
+        task = get_task(self.task)
+        return task if task.agent_dt == self.agent_dt else replace(task, agent_dt=self.agent_dt)
+
+
+@dataclass(frozen=True)
+class LearnerParams:
+    """The asynchronous learner: ``config/learner.yaml``."""
+
+    preset: str = 'reacher'
+    """TRPO preset (trpo_robot/trpo/config.py); the trpo.* parameters override its fields."""
+    trpo: dict = field(default_factory=dict)
+    """Overrides of TRPOConfig fields, e.g. {'batch_steps': 1024}; ROS: trpo.batch_steps."""
+    max_policy_lag: int = 2
+    """Drop episodes acted by a policy more than this many versions old (and count them)."""
+    episode_topics: tuple = ('/actor_node/episodes',)
+    """Episode topics of every actor that feeds this learner (the learner publishes on the
+    robot file's policy_topic and uses its episode_queue_depth)."""
+    max_episode_bytes: int = 16 * MiB
+    """Episode blobs above this size are rejected before decoding."""
+    checkpoint_dir: str = 'runs/learn/checkpoint'
+    checkpoint_every: int = 5
+    """Write a checkpoint every this many updates, and always on shutdown."""
+    log_dir: str = ''
+    """Folder for progress.csv (one row per update); empty: no file."""
+    resume: str = ''
+    """Checkpoint folder to continue from; empty: start fresh."""
+    progress_period: float = 1.0
+    """Wall seconds between progress (diagnostics) messages."""
+    stop_when_done: bool = True
+    """Freeze the policy (no more updates) once the run's success or budget is reached."""
+
+    def __post_init__(self):
+        object.__setattr__(self, 'episode_topics', tuple(str(t) for t in self.episode_topics))
+        _check(len(self.episode_topics) >= 1 and all(self.episode_topics),
+               'episode_topics must name at least one topic')
+        _check(len(set(self.episode_topics)) == len(self.episode_topics),
+               f'episode_topics lists a topic twice: {self.episode_topics}')
+        for name in ('max_policy_lag',):
+            _check(getattr(self, name) >= 0, f'{name} must be >= 0')
+        for name in ('max_episode_bytes', 'checkpoint_every'):
+            _check(getattr(self, name) >= 1, f'{name} must be >= 1, got {getattr(self, name)}')
+        _positive(self, 'progress_period')
+        _check(bool(self.checkpoint_dir), 'checkpoint_dir must not be empty')
+        self.trpo_config()  # fail here, with the parameter's name, not in the node later
+
+    def trpo_config(self) -> TRPOConfig:
+        try:
+            base = preset(self.preset)
+        except ValueError as e:
+            raise ParamError(str(e)) from None
+        known = {f.name for f in fields(TRPOConfig)}
+        unknown = set(self.trpo) - known
+        _check(not unknown, f'unknown trpo.* parameters: {sorted(unknown)}')
+        overrides = {k: _like(getattr(base, k), v, f'trpo.{k}') for k, v in self.trpo.items()}
+        overrides['max_policy_lag'] = self.max_policy_lag
+        try:
+            return base.with_overrides(**overrides)
+        except (TypeError, ValueError) as e:
+            raise ParamError(f'trpo.*: {e}') from None
+
+
+def _check(ok, message):
+    if not ok:
+        raise ParamError(message)
+
+
+def _positive(obj, name):
+    value = getattr(obj, name)
+    _check(isinstance(value, (int, float)) and math.isfinite(value) and value > 0,
+           f'{name} must be a finite number > 0, got {value!r}')
+
+
+def _like(reference, value, name):
+    """Coerce a parameter value to the type of the dataclass default it replaces."""
+    try:
+        if isinstance(reference, bool):
+            if isinstance(value, str) and value.lower() in ('true', 'false'):
+                return value.lower() == 'true'
+            if not isinstance(value, bool):
+                raise TypeError
+            return value
+        if isinstance(reference, int):
+            if isinstance(value, bool) or int(value) != value:
+                raise TypeError
+            return int(value)
+        if isinstance(reference, float):
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if isinstance(reference, str):
+            if not isinstance(value, str):
+                raise TypeError
+            return value
+        if isinstance(reference, (tuple, list)):
+            if isinstance(value, (str, bytes)) or not hasattr(value, '__iter__'):
+                raise TypeError
+            items = list(value)
+            if reference and items:
+                items = [_like(reference[0], v, name) for v in items]
+            return tuple(items)
+        if isinstance(reference, dict):
+            if not isinstance(value, dict):
+                raise TypeError
+            return dict(value)
+    except (TypeError, ValueError):
+        raise ParamError(f'{name} must be like {reference!r} ({type(reference).__name__}), '
+                         f'got {value!r}') from None
+    return value
+
+
+def build(cls, values: dict):
+    """A params dataclass from flat parameter values (unknown keys are the caller's concern).
+
+    Values are coerced to each field's type; dotted keys 'trpo.x' fill the dict field.
+    """
+    defaults = cls()
+    kwargs = {}
+    for f in fields(cls):
+        ref = getattr(defaults, f.name)
+        if isinstance(ref, dict):
+            prefix = f.name + '.'
+            sub = {k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)}
+            if isinstance(values.get(f.name), dict):
+                sub = {**values[f.name], **sub}
+            kwargs[f.name] = sub
+        elif f.name in values:
+            kwargs[f.name] = _like(ref, values[f.name], f.name)
+    try:
+        return cls(**kwargs)
+    except ParamError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ParamError(str(e)) from None
+
+
+def unknown_keys(values: dict, *classes) -> list:
+    """Keys that none of the classes declares (typos in a YAML file show up here)."""
+    known = {'use_sim_time'}
+    prefixes = []
+    for cls in classes:
+        for f in fields(cls):
+            known.add(f.name)
+            if isinstance(getattr(cls(), f.name), dict):
+                prefixes.append(f.name + '.')
+    return sorted(k for k in values if k not in known and not k.startswith(tuple(prefixes))
+                  and not k.startswith('qos_overrides.'))
+
+
+def to_ros(params) -> dict:
+    """Flat parameter values of a dataclass, as a param file or declare_parameter wants."""
+    out = {}
+    for key, value in asdict(params).items():
+        if isinstance(value, dict):
+            out.update({f'{key}.{k}': _ros_value(v) for k, v in value.items()})
+        else:
+            out[key] = _ros_value(value)
+    return out
+
+
+def _ros_value(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+# ---------------------------------------------------------------- tasks and dims
+
+def resolve_task(robot: str, task: str) -> str:
+    """Full task name from a short alias: ('ur5', 'reacher_2d') -> 'ur5_reacher_2d'."""
+    family = ROBOT_FAMILY.get(robot)
+    name = task if task in TASKS else f'{family}_{task}'
+    if name not in TASKS:
+        choices = sorted(n for n, t in TASKS.items() if t.robot == family)
+        short = sorted(n[len(family) + 1:] for n in choices)
+        raise ParamError(f'unknown task {task!r} for robot {robot!r}; choose from '
+                         f'{choices} or their short names {short}')
+    if TASKS[name].robot != family:
+        raise ParamError(f'task {name!r} is for robot {TASKS[name].robot!r}, not {robot!r}')
+    return name
+
+
+def task_dims(task: Task) -> tuple[int, int]:
+    """(obs_dim, act_dim) of ArmEnv on this task: joint positions and velocities of the
+    actuated joints, target (3), end effector minus target (3), previous action."""
+    n = len(task.actuated)
+    return 3 * n + 6, n
+
+
+def env_id(task_name: str) -> str:
+    """The gymnasium id of the task on the in-process twin ('' if none), so a checkpoint
+    written by the learner node can be evaluated with ``trpo-robot eval``."""
+    from trpo_robot.envs import ARM_ENVS
+    return next((i for i, t in ARM_ENVS.items() if t == task_name), '')
+
+
+# ---------------------------------------------------------------- parameter files
+
+def read_param_file(path) -> dict:
+    """The raw mapping of a ROS 2 parameter file, checked for the expected shape."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamError(f'parameter file {path} does not exist') from None
+    except yaml.YAMLError as e:
+        raise ParamError(f'{path} is not valid YAML: {e}') from None
+    if not isinstance(data, dict) or not data:
+        raise ParamError(f'{path}: expected a mapping of node names to ros__parameters')
+    for selector, body in data.items():
+        if not isinstance(body, dict) or not isinstance(body.get('ros__parameters'), dict):
+            raise ParamError(f'{path}: section {selector!r} has no ros__parameters mapping')
+    return data
+
+
+def _flatten(d, prefix=''):
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f'{prefix}{key}.'))
+        else:
+            out[f'{prefix}{key}'] = value
+    return out
+
+
+def _matches(selector: str, node: str, namespace: str) -> bool:
+    """Does a parameter-file section apply to /namespace/node? ('/**', names, wildcards)."""
+    full = f'{namespace.rstrip("/")}/{node}'
+    if selector in ('/**', '**', node, full, f'/**/{node}'):
+        return True
+    return selector.lstrip('/') == full.lstrip('/')
+
+
+def node_parameters(paths, node: str, namespace: str = '/') -> dict:
+    """Flat parameter values that these files give to one node, later files winning."""
+    values = {}
+    for path in paths:
+        for selector, body in read_param_file(path).items():
+            if _matches(str(selector), node, namespace):
+                values.update(_flatten(body['ros__parameters']))
+    return values
+
+
+def write_param_file(path, values: dict, selector: str = '/**') -> Path:
+    """Write flat values (dotted keys nest) as a ROS 2 parameter file."""
+    nested = {}
+    for key, value in values.items():
+        parts = key.split('.')
+        d = nested
+        for p in parts[:-1]:
+            d = d.setdefault(p, {})
+        d[parts[-1]] = list(value) if isinstance(value, tuple) else value
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({selector: {'ros__parameters': nested}}, sort_keys=False))
+    return path
