@@ -7,10 +7,11 @@ a core saturated by learning, as on a 2-core learning machine. After a warm-up t
 timing is reset through its ~/reset_timing service and read from ~/diagnostics at the end:
 per-tick lateness (joint_states in -> command out) p50/p99/max, transport (driver publish
 -> actor), overruns (driver periods without a command); plus the twin's receive-timeout
-stops. Run once with and once without SCHED_FIFO.
+stops. Run once with and once without SCHED_FIFO; --hog 2 saturates both cores of a
+2-core machine.
 
-    python bench/ros_timing.py --seconds 60 --hog
-    python bench/ros_timing.py --seconds 60 --hog --no-realtime
+    python bench/ros_timing.py --seconds 60 --hog [2]
+    python bench/ros_timing.py --seconds 60 --hog [2] --no-realtime
 
 Appends a JSON line per run to bench/results/ros_timing.jsonl.
 """
@@ -59,7 +60,8 @@ def main():
     ap.add_argument('--seconds', type=float, default=60.0)
     ap.add_argument('--warmup', type=float, default=10.0)
     ap.add_argument('--no-realtime', action='store_true')
-    ap.add_argument('--hog', action='store_true', help='saturate a core with TRPO updates')
+    ap.add_argument('--hog', type=int, nargs='?', const=1, default=0,
+                    help='saturate this many cores with TRPO updates (default 1)')
     ap.add_argument('--batch', type=int, default=500, help='learner batch, steps')
     ap.add_argument('--run-hog', action='store_true', help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -82,8 +84,8 @@ def main():
              G.NodeProcess('learner_node', [robot_yaml, learner_yaml], env, logs),
              G.NodeProcess('actor_node', [robot_yaml], env, logs,
                            params={'use_sim_time': True})]
-    hog_proc = (subprocess.Popen([sys.executable, __file__, '--run-hog'])
-                if args.hog else None)
+    hogs = [subprocess.Popen([sys.executable, __file__, '--run-hog'])
+            for _ in range(args.hog)]
     probe = Probe(domain)
     try:
         for key in ('actor', 'twin', 'learner'):
@@ -102,7 +104,7 @@ def main():
                                 probe.diag('learner', 'progress'))
     finally:
         probe.close()
-        if hog_proc:
+        for hog_proc in hogs:
             hog_proc.kill()
             hog_proc.wait()
         G.stop_all(procs[::-1])

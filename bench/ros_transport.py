@@ -4,7 +4,8 @@ The publisher (this process) sends wire-encoded episodes on a reliable keep_last
 as actor_node does; a subscriber process (as learner_node) takes each one, copies it out
 of the message and decodes and validates it. Each run is paced at one rate; the highest
 rate that arrives complete is what the link sustains (keep_last 32 drops the oldest unsent
-sample when a reader falls further behind). Latency is the DDS source timestamp to the end of decoding in the subscriber.
+sample when a reader falls further behind). Latency is the DDS source timestamp to the end
+of decoding in the subscriber.
 One actor makes one episode per 4 s of robot time (2 per second at 8x real time).
 
     python bench/ros_transport.py

@@ -7,14 +7,15 @@ file is written to a temporary name, fsynced and renamed, so a crash leaves eith
 whole episode or nothing; the learner's checkpoints record the highest sequence consumed
 per actor, and `unconsumed()` is what a resumed learner is fed.
 """
-import os
+import io
 import re
-import tempfile
 import time
 from pathlib import Path
 
 from mcap_ros2.reader import read_ros2_messages
 from mcap_ros2.writer import Writer
+
+from trpo_robot.atomic import atomic_write
 
 DATATYPE = 'std_msgs/msg/UInt8MultiArray'
 MSGDEF = """std_msgs/MultiArrayLayout layout
@@ -56,24 +57,14 @@ class EpisodeStore:
         if path.exists():
             raise StoreError(f'{path} exists: episode {sequence} of {actor!r} was written')
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix='.tmp-', suffix='.mcap')
-        try:
-            with os.fdopen(fd, 'wb') as f:
-                writer = Writer(f)
-                schema = writer.register_msgdef(DATATYPE, MSGDEF)
-                msg = {'layout': {'dim': [], 'data_offset': 0}, 'data': bytes(blob)}
-                writer.write_message(f'{actor.rstrip("/")}/episodes', schema, msg,
-                                     log_time=stamp_ns or time.time_ns(), sequence=sequence)
-                writer.finish()
-                f.flush()
-                os.fsync(f.fileno())
-            os.rename(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(path.parent)
-        return path
+        buffer = io.BytesIO()
+        writer = Writer(buffer)
+        schema = writer.register_msgdef(DATATYPE, MSGDEF)
+        msg = {'layout': {'dim': [], 'data_offset': 0}, 'data': bytes(blob)}
+        writer.write_message(f'{actor.rstrip("/")}/episodes', schema, msg,
+                             log_time=stamp_ns or time.time_ns(), sequence=sequence)
+        writer.finish()
+        return atomic_write(path, buffer.getvalue())
 
     @staticmethod
     def read(path) -> bytes:
@@ -108,11 +99,3 @@ class EpisodeStore:
         for folder, seq, path in self.episodes():
             if seq > done.get(folder, -1):
                 yield folder, seq, path
-
-
-def _fsync_dir(folder):
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -9,7 +9,6 @@ actor keeps acting on the last good policy and says so; if the actor dies the dr
 receive timeout stops the arm.
 """
 import threading
-import time
 
 from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
@@ -59,7 +58,7 @@ class ActorNode(Node):
         if (obs_dim,) != self.env.observation_space.shape or \
                 (act_dim,) != self.env.action_space.shape:
             raise ValueError('task_dims disagrees with ArmEnv; update params.task_dims')
-        self._last_log = {}
+        self._warn = U.ThrottledWarnings(self.get_logger(), LOG_EVERY)
         self.inbox = PolicyInbox(obs_dim, act_dim, robot=p.robot, task=self.task.name,
                                  max_bytes=p.max_policy_bytes,
                                  log=lambda text: self._warn('policy', text))
@@ -271,12 +270,6 @@ class ActorNode(Node):
                     f'acting on version {latest.version}'), U.WARN, values
         values['learner'] = 'alive'
         return f'acting on version {latest.version}', U.OK, values
-
-    def _warn(self, kind, text):
-        now = time.monotonic()
-        if now - self._last_log.get(kind, -1e9) >= LOG_EVERY:
-            self._last_log[kind] = now
-            self.get_logger().warning(text)
 
 
 def main(argv=None):

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -215,3 +216,18 @@ def run_node(make_node, argv=None, name='node'):
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+
+
+class ThrottledWarnings:
+    """At most one warning of each kind per `every` seconds: a fault that repeats on every
+    tick (a bad command stream, a missing driver) must not flood the log."""
+
+    def __init__(self, logger, every: float):
+        self.logger, self.every = logger, every
+        self._last = {}
+
+    def __call__(self, kind: str, text: str):
+        now = time.monotonic()
+        if now - self._last.get(kind, -1e9) >= self.every:
+            self._last[kind] = now
+            self.logger.warning(text)

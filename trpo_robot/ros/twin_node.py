@@ -47,7 +47,7 @@ class TwinNode(Node):
         self._fresh = False      # a command arrived since the physics thread last looked
         self._teleport = None
         self._sim_now = self.backend.now()
-        self._last_log = {}
+        self._warn = U.ThrottledWarnings(self.get_logger(), LOG_EVERY)
         self.counters = dict(commands=0, bad_commands=0, watchdog_stops=0, teleports=0,
                              bad_teleports=0)
         self.state = 'idle'
@@ -207,12 +207,6 @@ class TwinNode(Node):
             else U.OK
         self.pub_diag.publish(U.diag_array(self, [U.status(
             f'{self.get_fully_qualified_name()}: driver', values, level, self.state)]))
-
-    def _warn(self, kind, text):
-        now = time.monotonic()
-        if now - self._last_log.get(kind, -1e9) >= LOG_EVERY:
-            self._last_log[kind] = now
-            self.get_logger().warning(text)
 
 
 def main(argv=None):

@@ -6,8 +6,6 @@ of the weights, so a half-written checkpoint is detected instead of loaded.
 """
 import hashlib
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -15,6 +13,8 @@ import numpy as np
 import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
+
+from trpo_robot.atomic import atomic_write
 
 from .agent import Agent
 from .config import TRPOConfig
@@ -28,26 +28,6 @@ MAX_WEIGHTS_BYTES = 256 * 1024 * 1024
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, damaged, or does not fit what it is loaded for."""
-
-
-def atomic_write(path: Path, data: bytes):
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def agent_tensors(agent: Agent) -> dict:
