@@ -18,8 +18,9 @@ $(STAMP): setup.py setup.cfg
 
 venv: $(STAMP)
 
-# The main job: learn the UR5 2-D reacher on the MuJoCo twin.
-LEARN_ARGS ?= train --env trpo_robot/UR5Reacher2D-v0 --preset reacher --steps 150000 --seed 0 --out runs/ur5_reacher_2d
+# The main job: learn the UR5 2-D reacher on the MuJoCo twin through the ROS graph
+# (twin, actor and learner nodes; docs/ros.md).
+LEARN_ARGS ?= learn --robot ur5 --task reacher_2d --out runs/ur5_reacher_2d
 
 learn: $(STAMP)
 	$(VENV)/bin/trpo-robot $(LEARN_ARGS)

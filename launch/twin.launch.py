@@ -20,7 +20,7 @@ def declare_arguments():
                               description='Twin model: ur5 (125 Hz), ur5e (500 Hz) or dxl.'),
         DeclareLaunchArgument('config', default_value='',
                               description='Robot parameter YAML; empty: config/<robot>.yaml '
-                              '(ur5e uses ur5.yaml with its own driver period).'),
+                              'of this package.'),
         DeclareLaunchArgument('namespace', default_value='',
                               description='Namespace of the twin, e.g. arm1.'),
         DeclareLaunchArgument('real_time_factor', default_value='1.0',
@@ -31,14 +31,11 @@ def declare_arguments():
 def _twin(context):
     robot = LaunchConfiguration('robot').perform(context)
     config = LaunchConfiguration('config').perform(context)
-    family = 'ur5' if robot.startswith('ur5') else robot
     robot_yaml = config or PathJoinSubstitution(
-        [FindPackageShare(PACKAGE), 'config', f'{family}.yaml']).perform(context)
-    overrides = {'robot': robot, 'use_sim_time': True,
+        [FindPackageShare(PACKAGE), 'config', f'{robot}.yaml']).perform(context)
+    overrides = {'use_sim_time': True,
                  'real_time_factor': float(LaunchConfiguration('real_time_factor')
                                            .perform(context))}
-    if robot == 'ur5e':
-        overrides['driver_period'] = 0.002
     return [Node(package=PACKAGE, executable='twin_node', name='twin_node',
                  namespace=LaunchConfiguration('namespace').perform(context).strip('/'),
                  parameters=[robot_yaml, overrides], output='screen', emulate_tty=True)]

@@ -115,7 +115,7 @@ def test_every_yaml_exists_and_is_installed(path, wheel_files):
     text = path.read_text()
     names = {'learner.yaml'} if 'learner.yaml' in text else set()
     for robot in _robot_choices(path):
-        names.add(f'{"ur5" if robot.startswith("ur5") else robot}.yaml')
+        names.add(f'{robot}.yaml')
     for name in names:
         assert (ROOT / 'config' / name).is_file(), name
         assert f'trpo_robot-0.1.0.data/data/share/trpo_robot/config/{name}' in wheel_files

@@ -8,7 +8,7 @@ from trpo_robot.twin.envs import make_twin_env
 from trpo_robot.twin.settings import load_settings
 
 CONFIG = Path(__file__).resolve().parent.parent / 'config'
-ROBOT_FILES = ('ur5.yaml', 'dxl.yaml')
+ROBOT_FILES = ('ur5.yaml', 'ur5e.yaml', 'dxl.yaml')
 
 
 @pytest.mark.parametrize('name', ROBOT_FILES)

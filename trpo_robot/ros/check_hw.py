@@ -77,7 +77,7 @@ def _names(spec, samples):
     missing = [n for n in spec.joint_names if n not in names]
     return Check('joint names', not missing, f'{len(names)} joints'
                  + (f', missing {missing}' if missing else ', all six of the URDF present'),
-                 fix='check the driver\'s tf_prefix / joint names against urdf/ur5.urdf')
+                 fix="check the driver's tf_prefix / joint names against urdf/ur5.urdf")
 
 
 def _rate(robot, samples):

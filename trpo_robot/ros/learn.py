@@ -21,9 +21,10 @@ from trpo_robot.ros import params as P
 
 DEFAULT_RTF = 8.0
 """Sim seconds per wall second for `trpo-robot learn`. The UR5's 8 ms driver period is then
-1 ms of wall time, which the actor answers in ~0.7 ms round trip on a busy 2-core machine
-(with SCHED_FIFO): every command still lands in its own driver period, so the twin behaves
-as the arm would, and ~100k steps of 40 ms take ~8.5 minutes."""
+1 ms of wall time, which the actor answers in ~0.8 ms round trip (p50, SCHED_FIFO) on a
+busy 2-core machine: nearly every command still lands in its own driver period, so the
+twin behaves as the arm would, and 100k steps of 40 ms take ~8.5 minutes. Faster would
+push commands into the following period, i.e. add latency the real arm does not have."""
 
 
 def UsageError(message):  # noqa: N802 - reads as the exception it returns
