@@ -224,13 +224,7 @@ class Actor:
             try:
                 self.episode(stop)
             except BackendFault as fault:
-                self.stats.aborted += 1
-                self.stats.phase = f'aborted: {fault}'
-                self._log(f'episode aborted: {fault}')
-                self._safe_stop()
-                if idle:
-                    idle()
-                stop.wait(0.1)
+                self._after_fault(f'aborted: {fault}', f'episode aborted: {fault}', stop, idle)
 
     def _cycle(self, stop, idle):
         """One step of the lifecycle loop: an episode when READY with a policy, else one
@@ -265,9 +259,14 @@ class Actor:
         lc.fault(str(fault))
         if lc.last_episode is not None:
             lc.end_episode()
+        self._after_fault(f'fault: {fault}', f'backend fault: {fault}; arm held, see ~/resume',
+                          stop, idle)
+
+    def _after_fault(self, phase, message, stop, idle):
+        """After a backend fault: count it, say so, stop the arm, pause before going on."""
         self.stats.aborted += 1
-        self.stats.phase = f'fault: {fault}'
-        self._log(f'backend fault: {fault}; arm held, see ~/resume')
+        self.stats.phase = phase
+        self._log(message)
         self._safe_stop()
         if idle:
             idle()
