@@ -30,7 +30,6 @@ CASES = (  # label, task, reset mode, teleop velocity_scale
     ('UR5 reacher 6D', 'ur5_reacher_6d', 'auto', None),
     ('DXL reacher', 'dxl_reacher', 'auto', None),
     ('UR5 reacher 2D', 'ur5_reacher_2d', 'teleop', 0.1),
-    ('UR5 reacher 2D', 'ur5_reacher_2d', 'teleop', 0.5),
     ('DXL reacher', 'dxl_reacher', 'teleop', 0.1),
 )
 PAD = joy_mapping('xbox')

@@ -32,19 +32,21 @@ class Graph:
                                                P.to_ros(self.lp))
         self.procs = {}
         self.probe = None
-        logs = self.folder / 'logs'
+        self._actor_args = actor_args or {}
         try:
             for node in nodes:
-                files = [self.robot_yaml] + ([self.learner_yaml] if node == 'learner_node'
-                                             else [])
-                params = {'use_sim_time': True} if node == 'actor_node' else {}
-                if node == 'actor_node':
-                    params.update(actor_args or {})
-                self.procs[node] = G.NodeProcess(node, files, self.env, logs, params=params)
+                self.start(node)
             self.probe = Probe(self.domain)
         except BaseException:
             self.close()
             raise
+
+    def start(self, node):
+        """Start (or start again, after a kill) one node process."""
+        files = [self.robot_yaml] + ([self.learner_yaml] if node == 'learner_node' else [])
+        params = {'use_sim_time': True, **self._actor_args} if node == 'actor_node' else {}
+        self.procs[node] = G.NodeProcess(node, files, self.env, self.folder / 'logs',
+                                         params=params)
 
     def wait(self, predicate, timeout, what):
         """Poll, and fail with the nodes' log tails if it does not happen in time."""

@@ -1,5 +1,6 @@
 """Checkpoints round-trip exactly and refuse anything that does not fit."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,9 +52,10 @@ def test_wrong_environment_dimensions_are_refused(tmp_path):
 
 def test_damaged_weights_are_refused(tmp_path):
     checkpoint.save(_trained_agent(), tmp_path, spaces=SPACES)
-    blob = bytearray((tmp_path / checkpoint.WEIGHTS).read_bytes())
+    weights = tmp_path / checkpoint.read_meta(tmp_path)['weights_file']
+    blob = bytearray(weights.read_bytes())
     blob[-1] ^= 0xFF
-    (tmp_path / checkpoint.WEIGHTS).write_bytes(bytes(blob))
+    weights.write_bytes(bytes(blob))
     with pytest.raises(checkpoint.CheckpointError, match='does not match the hash'):
         checkpoint.load(tmp_path)
 
@@ -85,6 +87,55 @@ def test_missing_or_foreign_metadata(tmp_path, content, match):
         checkpoint.load(tmp_path)
 
 
-def test_no_temporary_files_are_left_behind(tmp_path):
+def test_no_temporary_or_earlier_files_are_left_behind(tmp_path):
+    agent = _trained_agent()
+    checkpoint.save(agent, tmp_path, spaces=SPACES)
+    agent.version += 1
+    with torch.no_grad():
+        agent.pi.log_std += 0.1
+    checkpoint.save(agent, tmp_path, spaces=SPACES)
+    weights = checkpoint.read_meta(tmp_path)['weights_file']
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([checkpoint.META, weights])
+
+
+def test_a_save_killed_before_its_metadata_leaves_the_previous_checkpoint(tmp_path,
+                                                                         monkeypatch):
+    agent = _trained_agent()
+    checkpoint.save(agent, tmp_path, spaces=SPACES)
+    version = agent.version
+    agent.version += 1
+    with torch.no_grad():
+        agent.pi.log_std += 0.1
+
+    def killed_at_meta(path, data):
+        if Path(path).name == checkpoint.META:
+            raise KeyboardInterrupt('killed')  # the process dies here
+        return real_write(path, data)
+    real_write = checkpoint.atomic_write
+    monkeypatch.setattr(checkpoint, 'atomic_write', killed_at_meta)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(agent, tmp_path, spaces=SPACES)
+    monkeypatch.undo()
+    loaded, meta = checkpoint.load(tmp_path)
+    assert loaded.version == version == meta['policy_version']
+    checkpoint.save(agent, tmp_path, spaces=SPACES)  # the next save tidies up
+    assert len(list(tmp_path.glob('model*.safetensors'))) == 1
+    assert checkpoint.load(tmp_path)[0].version == version + 1
+
+
+def test_checkpoints_of_the_first_format_still_load(tmp_path):
+    agent = _trained_agent()
+    checkpoint.save(agent, tmp_path, spaces=SPACES)
+    meta = json.loads((tmp_path / checkpoint.META).read_text())
+    (tmp_path / meta.pop('weights_file')).rename(tmp_path / checkpoint.WEIGHTS)
+    (tmp_path / checkpoint.META).write_text(json.dumps(meta))
+    assert checkpoint.load(tmp_path)[0].version == agent.version
+
+
+def test_a_weights_file_outside_the_folder_is_refused(tmp_path):
     checkpoint.save(_trained_agent(), tmp_path, spaces=SPACES)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [checkpoint.META, checkpoint.WEIGHTS]
+    meta = json.loads((tmp_path / checkpoint.META).read_text())
+    meta['weights_file'] = '../elsewhere.safetensors'
+    (tmp_path / checkpoint.META).write_text(json.dumps(meta))
+    with pytest.raises(checkpoint.CheckpointError, match='names a weights file'):
+        checkpoint.load(tmp_path)

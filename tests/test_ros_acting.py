@@ -274,6 +274,31 @@ def test_learner_core_feeds_the_unconsumed_stored_episodes_once(tmp_path, env):
     assert [core.offer(b) for b in blobs[1:]] == ['duplicate', 'duplicate']
 
 
+def test_learner_core_learns_a_skipped_episode_from_the_store(tmp_path, env):
+    """An actor killed between writing episode 2 and publishing it, restarted: the learner
+    hears 0, 1 and then 3; episode 2 is read from the store, not silently passed over."""
+    from trpo_robot.store import EpisodeStore
+    store = EpisodeStore(tmp_path / 'episodes')
+    blobs = _blobs(env, 5)
+    for blob in blobs[:4]:  # episode 4 was never written (the actor died acting it)
+        info = _decode(blob)[1]
+        store.write(blob, actor=info['actor'], sequence=info['sequence'])
+    core = _core(tmp_path)
+    core.store = store
+    assert [core.offer(b) for b in (blobs[0], blobs[1], blobs[3])] == ['queued'] * 3
+    assert core.gap_filled == 1 and core.missing == 0
+    assert core.counters.received == 4 and core.learner.pending_steps() == 200
+    assert core.offer(blobs[2]) == 'duplicate'  # the late original, if it comes
+    # Not on disk either (another host's actor): counted and said, never guessed.
+    other = _core(tmp_path / 'other')
+    logged = []
+    other.log = logged.append
+    other.offer(blobs[0])
+    other.offer(blobs[4])
+    assert other.missing == 3 and other.gap_filled == 0
+    assert other.progress()['missing'] == 3 and 'never arrived' in logged[0]
+
+
 def test_learner_core_drops_episodes_of_a_version_it_never_had(tmp_path, env):
     core = _core(tmp_path)
     seg, info = _decode(_blobs(env, 1, version=4)[0])

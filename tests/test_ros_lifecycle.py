@@ -59,8 +59,10 @@ class JoyScript:
         self._thread.start()
 
     def set(self, axis=0.0, *pressed):
+        """Change the reading and publish it at once, as a pad does on a change."""
         self.axes = [float(axis)]
         self.buttons = [int(i in pressed) for i in range(N_BUTTONS)]
+        self.pub.publish(Joy(axes=self.axes, buttons=self.buttons))
 
     def grip_and_push(self):
         """Deadman with the stick centred (a fresh grip never drives), then full up."""
@@ -106,16 +108,17 @@ def test_teleop_reset_through_the_shield_and_the_deadman_stops_the_arm(make_grap
         assert any(max(abs(v) for v in c) > 0.01 for _, c in jogged), 'no jog command'
         moved = g.probe.got('joints')[-1][1].position
         assert max(abs(a - b) for a, b in zip(moved, start)) > 0.01, 'the arm did not move'
+        jog = max(abs(v) for v in jogged[-1][1])
         released = time.monotonic()
         joy.set(1.0)  # deadman let go, stick still pushed
         time.sleep(0.5)
         after = [c for _, c in _commands_since(g, released)]
         first_zero = next(i for i, c in enumerate(after) if not any(c))
-        # Joy delivery plus the shield's deceleration ramp: a couple of driver periods.
-        assert first_zero <= 4, after[:8]
+        # The command in flight when the release was published and the one of the tick
+        # that received it at most; then a whole stop, no ramp: within one driver period.
+        assert first_zero <= 2, after[:8]
+        assert all(max(abs(v) for v in c) == pytest.approx(jog) for c in after[:first_zero])
         assert all(not any(c) for c in after[first_zero:]), 'moved again without deadman'
-        speeds = [max(abs(v) for v in c) for c in after[:first_zero + 1]]
-        assert speeds == sorted(speeds, reverse=True), 'braking was not monotonic'
         joy.set(0.0, KB.confirm)
         _wait_state(g, 'ready', 15)
     finally:

@@ -1,4 +1,4 @@
-"""Nothing lost: kill -9 the learner mid-run, resume, and account for every episode.
+"""Nothing lost: kill -9 the learner (or the actor) mid-run and account for every episode.
 
 Real processes on the Dynamixel twin. The actor writes every episode to its MCAP store
 before it publishes it; the learner's checkpoints record what they consumed; a resumed
@@ -98,6 +98,40 @@ def test_kill_9_the_learner_then_resume_loses_nothing_and_uses_nothing_twice(tmp
         assert final['total_steps'] - steps1 == learned
     else:
         assert final['total_steps'] - steps1 <= learned
+
+
+def test_kill_9_the_actor_the_twin_stops_the_arm_and_a_new_actor_continues(tmp_path):
+    store_dir, ck_dir = tmp_path / 'episodes', tmp_path / 'checkpoint'
+    store = EpisodeStore(store_dir)
+    g = _start(tmp_path / 'run', store_dir, ck_dir)
+    g.probe.watch('twin', '/twin_node/diagnostics')
+    try:
+        g.wait(lambda: _value(g, 'learner', 'progress', 'version') >= 2, 120,
+               'learner version 2')
+        stops = _value(g, 'twin', 'driver', 'watchdog_stops')
+        g.kill('actor_node', signal.SIGKILL)
+        g.wait(lambda: _value(g, 'twin', 'driver', 'watchdog_stops') > stops, 10,
+               'the twin stopping the arm by its receive timeout')
+        before = [s for _, s, _ in store.episodes()]
+        version = _value(g, 'learner', 'progress', 'version')
+        g.start('actor_node')
+        g.wait(lambda: _value(g, 'learner', 'progress', 'version') >= version + 2, 120,
+               'two updates from the new actor')
+        progress = g.probe.diag('learner', 'progress')
+        sent = _sent(g)
+    finally:
+        g.close()
+    stored = [s for _, s, _ in store.episodes()]
+    assert stored == list(range(len(stored))), 'a sequence number was skipped'
+    infos = [wire.decode_episode(b, OBS, ACT)[1] for b in sent]
+    after = [i['sequence'] for i in infos if i['sequence'] > max(before, default=-1)]
+    assert after, 'the new actor sent nothing'
+    assert min(after) == max(before, default=-1) + 1, 'the new actor did not continue'
+    for blob in sent:
+        info = wire.decode_episode(blob, OBS, ACT)[1]
+        assert store.read(store.path(info['actor'], info['sequence'])) == blob
+    # Whatever the dead actor recorded but never sent was read from the store.
+    assert int(progress['missing']) == 0 and int(progress['duplicates']) == 0
 
 
 def _diag_history(g, key, status):

@@ -8,6 +8,7 @@ import pytest
 from trpo_robot.robot.keyboard import decode_keys, KEYBOARD_MAPPING, KeyboardConfig, \
     KeyboardJoy
 from trpo_robot.robot.lifecycle import Phase
+from trpo_robot.robot.shield import Intervention
 from trpo_robot.robot.teleop import joy_mapping, JoyEvent, JoyMapping, JoyMappingError, \
     load_joy_mappings, TeleopMapper
 
@@ -331,8 +332,9 @@ def test_scripted_teleop_reset_through_the_shield(teleop):
     loop.tick(**joy(XBOX, XBOX.confirm))
     loop.until(Phase.READY, max_ticks=20, **joy(XBOX))
     moved = loop.read().position - q0
-    speed = XBOX.velocity_scale * loop.shield.velocity_limit
-    # The twin's velocity servos track 0.03 rad/s at ~0.026 (friction, damping).
+    speed = np.minimum(XBOX.velocity_scale * loop.shield.velocity_limit,
+                       loop.shield.acceleration_limit * loop.shield.period)
+    # The twin's velocity servos track the jog a little slower (friction, damping).
     assert moved[lift] == pytest.approx(speed[lift] * 1.0, rel=0.2)
     assert moved[elbow] == pytest.approx(-speed[elbow] * 1.0, rel=0.2)
     others = np.delete(np.arange(len(moved)), [lift, elbow])
@@ -342,23 +344,28 @@ def test_scripted_teleop_reset_through_the_shield(teleop):
     assert loop.lc.resets[-1].mode == 'teleop'
 
 
-def test_releasing_the_deadman_stops_the_arm_within_a_period_or_two(teleop):
-    loop = teleop
+@pytest.mark.parametrize('task', ['ur5_reacher_2d', 'dxl_reacher'])
+def test_releasing_the_deadman_stops_the_arm_within_one_driver_period(task):
+    loop = TwinLoop(task, mapping=XBOX, reset_mode='teleop')
+    loop.until(Phase.RESET, **joy(XBOX))
     lift = loop.env.act_idx[0]
     loop.tick(**joy(XBOX, XBOX.deadman))
     for _ in range(50):
         loop.tick(**joy(XBOX, XBOX.deadman, stick=1.0))
     jog = loop.sent[-1][lift]
-    assert jog > 0 and loop.read().velocity[lift] == pytest.approx(jog, rel=0.2)
-    loop.tick(**joy(XBOX, stick=1.0))  # deadman let go, stick still pushed
-    assert not loop.lc.mapper.velocity_at()[0].any()  # zero on the very next tick
+    assert jog > 0 and loop.read().velocity[lift] == pytest.approx(jog, rel=0.25)
     step = loop.shield.acceleration_limit[lift] * loop.shield.period
-    assert loop.sent[-1][lift] == pytest.approx(max(0.0, jog - step))
-    periods = int(np.ceil(jog / step))
-    for _ in range(periods + 3):
+    assert jog <= step + 1e-12  # capped at what one period of braking removes
+    loop.tick(**joy(XBOX, stick=1.0))  # deadman let go, stick still pushed
+    assert not np.any(loop.sent[-1]), 'the command after the release must be zero'
+    assert not loop.lc.last_interventions & Intervention.ACCEL_LIMIT
+    for _ in range(3):
         loop.tick(**joy(XBOX, stick=1.0))
     assert not np.any(loop.sent[-4:])
-    assert abs(loop.read().velocity[lift]) < 3e-3  # the twin is still within a few periods
+    # The arm's own response follows: on the twin one period of command latency and the
+    # velocity servo's lag bring the measured speed near rest (noise ~1e-3) in 4 periods.
+    assert abs(loop.read().velocity[lift]) < 0.25 * jog
+    loop.assert_within_limits(loop.sent)
 
 
 def test_a_silent_gamepad_stops_the_jog(teleop):

@@ -83,6 +83,7 @@ class DynamixelBackend:
         self._state = None
         self._fault = None
         self._torque = False
+        self._freedrive = False
         self._owed = 0.0
         self._last_write = None
         self._last_cycle = None
@@ -94,7 +95,7 @@ class DynamixelBackend:
         """Present Current of each servo at the last read, A."""
         self.lateness = 0.0
         self.counters = {'cycles': 0, 'watchdog_rearms': 0, 'watchdog_trips': 0,
-                         'pauses': 0, 'health_reads': 0}
+                         'pauses': 0, 'health_reads': 0, 'freedrive_ignored': 0}
         if connect:
             self.connect()
 
@@ -137,11 +138,38 @@ class DynamixelBackend:
             self.stop()
             raise ValueError(f'velocity command must be {len(self.ids)} finite numbers for '
                              f'{self.joint_names}, got {v!r}; the arm was stopped')
+        if self._freedrive:  # the operator moves the arm: torque stays off, goal zero
+            self.counters['freedrive_ignored'] += bool(np.any(v))
+            return
         self._goal = units.velocity_to_raw(v, self._dir, self._limit_raw)
         self._guarded(self._write_goal)
 
+    def set_freedrive(self, on: bool) -> None:
+        """Freedrive reset (the lifecycle's hook): ``on`` makes the arm limp so that the
+        operator can move it by hand; ``off`` makes the servos hold it again.
+
+        On: goal velocity 0, then Torque Enable 0 on every servo. A limp arm sags under
+        gravity: the operator must support it before switching this on. Readings keep
+        coming (the bus cycle still reads), velocity commands are ignored and never turn
+        the torque back on. Off: goal velocity 0 and torque on through the same checked
+        path as bring-up (a servo with a hardware error refuses and faults), then a fresh
+        reading, so the shield starts from where the hand left the arm. After a fault
+        nothing is written (the fault path already turned the torque off): ``off`` then
+        only ends freedrive, and ``reconnect()`` turns the torque on.
+        """
+        if not on and (self._fault is not None or not self.bus.is_open):
+            self._freedrive = False
+            return
+        self._check_usable()
+        self._guarded(self._release if on else self._take_over)
+
+    @property
+    def freedrive(self) -> bool:
+        """Whether the arm is limp for a freedrive reset (see ``set_freedrive``)."""
+        return self._freedrive
+
     def stop(self) -> None:
-        """Zero velocity on every servo (they hold position, torque stays on)."""
+        """Zero velocity on every servo (they hold position, torque stays as it is)."""
         self._check_usable()
         self._goal = np.zeros(len(self.ids), np.int64)
         self._guarded(self._write_goal)
@@ -172,6 +200,7 @@ class DynamixelBackend:
         self.bus.open()
         atexit.register(self.close)
         try:
+            self._freedrive = False
             for servo in self._servos:
                 self._bring_up(servo)
             self._torque_on()
@@ -265,6 +294,22 @@ class DynamixelBackend:
                                  'status; reboot it once the cause is gone') from None
         self._torque = True
         self._last_write = self.now()
+
+    def _release(self) -> None:
+        """Freedrive on: stop, then torque off servo by servo, each write acknowledged
+        (a servo that stayed on would fight the hand)."""
+        self._goal[:] = 0
+        self._write_goal()
+        self._freedrive = True
+        for sid in self.ids:
+            self.bus.write(sid, REG['torque_enable'], 0)
+        self._torque = False
+
+    def _take_over(self) -> None:
+        """Freedrive off: hold at zero velocity where the hand left the arm."""
+        self._freedrive = False
+        self._torque_on()
+        self._read_state()
 
     def _torque_off_quietly(self) -> None:
         """Zero velocity then torque off, by broadcast (no reply needed from a servo that

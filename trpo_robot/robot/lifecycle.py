@@ -200,7 +200,8 @@ class EpisodeLifecycle:
         mapper = None
         if mapping is not None:
             mapper = TeleopMapper(mapping, shield.velocity_limit, joints=env.act_idx,
-                                  clock=backend.now, joint_names=backend.joint_names)
+                                  clock=backend.now, joint_names=backend.joint_names,
+                                  stop_step=shield.acceleration_limit * shield.period)
         kwargs.setdefault('freedrive', getattr(backend, 'set_freedrive', None))
         return cls(shield, config, clock=backend.now, start_pose=env.start_pose,
                    mapper=mapper, linked_shields=(agent,),

@@ -244,10 +244,17 @@ class TeleopMapper:
     task passes its actuated joints). ``clock`` must tell time on the clock of the stamps
     passed to ``update``: the ROS edge stamps each message on receipt with the actor's
     clock, which also makes a sender's clock offset irrelevant.
+
+    ``stop_step`` (per joint, rad/s) caps the jog speed at the velocity change the shield
+    allows in one driver period (its acceleration limit times the period). Letting go of
+    the deadman must stop the arm within one driver period, and outside an e-stop the
+    shield never brakes harder than its acceleration limit; so the jog is never faster
+    than one period of braking removes, and the zero command after a release goes out
+    whole, on the next tick.
     """
 
     def __init__(self, mapping: JoyMapping, max_velocity, joints=None, clock=time.monotonic,
-                 joint_names=None):
+                 joint_names=None, stop_step=None):
         limit = np.asarray(max_velocity, dtype=np.float64).reshape(-1)
         if not limit.size or not np.all(np.isfinite(limit) & (limit > 0)):
             raise ValueError(f'max_velocity must be finite and > 0 per joint, got {limit}')
@@ -259,6 +266,8 @@ class TeleopMapper:
         self.joint_names = tuple(joint_names) if joint_names is not None else \
             tuple(f'joint {j}' for j in range(limit.size))
         self._scale = mapping.velocity_scale * limit
+        if stop_step is not None:
+            self._scale = np.minimum(self._scale, np.broadcast_to(stop_step, limit.shape))
         self._clock = clock
         used = [b for b in mapping.buttons_used if b is not None]
         self._buttons_needed = max(used) + 1

@@ -47,7 +47,7 @@ class ActorNode(Node):
         self.task = p.task_spec()
         spec = RobotSpec.from_urdf(urdf_path(self.task.urdf), ee_link=self.task.ee_link)
         common = dict(state_topic=p.joint_states_topic, command_topic=p.command_topic,
-                      stall_timeout=p.stall_timeout)
+                      freedrive_topic=p.freedrive_topic, stall_timeout=p.stall_timeout)
         if p.teleport:
             self.backend = SimRosBackend(self, spec.joint_names, p.driver_period,
                                          teleport_topic=p.teleport_topic, **common)
@@ -227,7 +227,8 @@ class ActorNode(Node):
             realtime=self.realtime, bad_joint_states=b.bad_states, stalls=b.stalls,
             teleport_fallbacks=s.teleport_fallbacks, publish_failures=s.publish_failures,
             stored=s.stored, store_failures=s.store_failures, sequence=self.actor.sequence,
-            reset_ticks=getattr(b, 'reset_ticks', 0), teleports=s.teleports)
+            reset_ticks=getattr(b, 'reset_ticks', 0), teleports=s.teleports,
+            freedrive=b.freedrive)
         level = U.OK if s.aborted == 0 and b.stalls == 0 and s.store_failures == 0 else U.WARN
         learner_text, learner_level, policy = self._learner_state()
         swap = self.last_swap

@@ -11,10 +11,14 @@ actor is alive, and fires within that timeout when it is not. Locking to the dri
 messages, rather than to a free-running timer, keeps the command phase-locked to the
 driver cycle at any real-time factor.
 
+The control thread takes joint_states from its own subscription (on a node no executor
+serves) instead of being handed them by the executor thread: that hand-over, a thread
+waking up and waiting for the GIL, was most of the per-tick latency.
+
 Timing figures, per tick: ``lateness`` from the joint_states message entering this process
-to the command for that tick leaving it (what the control thread adds), ``transport`` from
-the driver's publish (DDS source timestamp) to that entry, and ``overruns`` (driver periods
-that passed without a command from us).
+(the DDS reader's receive timestamp) to the command for that tick leaving it (what this
+process adds), ``transport`` from the driver's publish (DDS source timestamp) to that
+receipt, and ``overruns`` (driver periods that passed without a command from us).
 """
 import threading
 import time
@@ -22,12 +26,17 @@ import time
 import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import JointState as JointStateMsg
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Bool, Float64MultiArray
 
 from trpo_robot.robot.backend import BackendFault, JointState
 from trpo_robot.robot.rate import TimingStats
 from trpo_robot.ros import node_utils as U
 from trpo_robot.ros.acting import TeleportUnavailable
+
+FREEDRIVE_KEEPALIVE = 0.5
+"""s of the node's clock between freedrive keep-alives. The UR driver's
+freedrive_mode_controller leaves freedrive after ``inactive_timeout`` (10 s by default)
+without an enable message; 2 Hz is what its users publish."""
 
 
 class BackendStalled(BackendFault):
@@ -62,7 +71,8 @@ class RosBackend:
     """``Backend`` over joint_states in and Float64MultiArray velocity commands out."""
 
     def __init__(self, node: Node, joint_names, period: float, *, state_topic: str,
-                 command_topic: str, stall_timeout: float = 1.0):
+                 command_topic: str, stall_timeout: float = 1.0,
+                 freedrive_topic: str = 'freedrive_mode_controller/enable_freedrive_mode'):
         self.node = node
         self._clock = node.get_clock()
         self._names = tuple(joint_names)
@@ -89,8 +99,12 @@ class RosBackend:
         self.overruns = 0
         self.reset_ticks = 0
         self._pub = node.create_publisher(Float64MultiArray, command_topic, U.QOS_COMMAND)
-        self._sub = node.create_subscription(JointStateMsg, state_topic, self._on_state,
-                                             U.QOS_STATE_SUB)
+        self._sub, self._wait_set = _own_subscription(node, state_topic)
+        self._freedrive_pub = node.create_publisher(Bool, freedrive_topic, U.QOS_COMMAND)
+        self.freedrive = False
+        """A freedrive reset is on: no velocity command is published (see set_freedrive)."""
+        self._freedrive_sent = None  # node-clock time of the last keep-alive
+        self.freedrive_messages = 0
 
     # -- Backend protocol ------------------------------------------------------------------
 
@@ -146,6 +160,29 @@ class RosBackend:
         in the agent's timing figures, so reset time never dilutes or inflates them."""
         self._next_tick(acting=False)
         self.reset_ticks += 1
+        self._freedrive_keepalive()
+
+    def set_freedrive(self, on: bool) -> None:
+        """The lifecycle's freedrive hook: hand the arm to the operator, or take it back.
+
+        On: Bool True on ``freedrive_topic``, re-sent every FREEDRIVE_KEEPALIVE s from the
+        control thread's ticks (``advance_untimed``); while on, no velocity command is
+        published, so neither the driver nor a twin fights the hand (the lifecycle's zero
+        commands are dropped here). Off: False once; commands flow again, starting at zero.
+        """
+        self._held = np.zeros(self._n)
+        self.freedrive = bool(on)
+        self._send_freedrive(self.freedrive)
+
+    def _send_freedrive(self, on):
+        self._freedrive_pub.publish(Bool(data=on))
+        self._freedrive_sent = self.now() if on else None
+        self.freedrive_messages += 1
+
+    def _freedrive_keepalive(self):
+        """Re-send True when FREEDRIVE_KEEPALIVE has passed (or the clock went back)."""
+        if self.freedrive and not 0 <= self.now() - self._freedrive_sent < FREEDRIVE_KEEPALIVE:
+            self._send_freedrive(True)
 
     # -- for the actor ---------------------------------------------------------------------
 
@@ -162,12 +199,12 @@ class RosBackend:
     def wait_for_state(self, timeout: float) -> bool:
         """Block until a joint_states has arrived (True) or ``timeout`` wall seconds pass."""
         deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._state is None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
+        self._receive(0.0)
+        while self._state is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._receive(remaining)
         return True
 
     def driver_alive(self, within: float | None = None) -> bool:
@@ -198,8 +235,9 @@ class RosBackend:
     # -- internals ---------------------------------------------------------------------
 
     def _publish(self, command):
-        self._msg.data = command.tolist()
-        self._pub.publish(self._msg)
+        if not self.freedrive:  # in freedrive the arm is the operator's (set_freedrive)
+            self._msg.data = command.tolist()
+            self._pub.publish(self._msg)
         tick = self._unanswered
         if tick is not None:
             self._unanswered = None
@@ -211,35 +249,54 @@ class RosBackend:
         acting=False (waiting for a teleport, the arm stopped): the tick is neither timed
         nor counted, since no command was due."""
         deadline = time.monotonic() + self._stall
-        with self._cond:
-            while self._state_seq == self._tick_seq:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._cond.wait(remaining)
-            else:
-                state, self._tick_seq = self._state, self._state_seq
-                receipt = self._state_wall
-                previous, self._tick_stamp = self._tick_stamp, state.stamp
-                periods = 1
-                if previous is not None and state.stamp > previous:
-                    periods = max(1, int(round((state.stamp - previous) / self._period)))
-                if acting:
-                    self.ticks += periods
-                    self.overruns += periods - 1
-                    if self._unanswered is not None:
-                        self.overruns += 1  # the previous tick got no command at all
-                    self._unanswered = receipt
-                return periods
+        self._receive(0.0)
+        while self._state_seq == self._tick_seq:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._receive(remaining)
+        else:
+            state, self._tick_seq = self._state, self._state_seq
+            receipt = self._state_wall
+            previous, self._tick_stamp = self._tick_stamp, state.stamp
+            periods = 1
+            if previous is not None and state.stamp > previous:
+                periods = max(1, int(round((state.stamp - previous) / self._period)))
+            if acting:
+                self.ticks += periods
+                self.overruns += periods - 1
+                if self._unanswered is not None:
+                    self.overruns += 1  # the previous tick got no command at all
+                self._unanswered = receipt
+            return periods
         self.stalls += 1
         self._held = np.zeros(self._n)
         self._publish(self._held)
         raise BackendStalled(f'no joint_states for {self._stall} s of wall time: the driver '
                              'or twin is gone or paused; arm stopped')
 
+    def _receive(self, timeout):
+        """Wait up to ``timeout`` s for joint_states, then take every queued one (the
+        newest wins). The control thread takes them itself, so no other thread has to
+        hand a reading over: waking a thread that needs the GIL cost ~0.2 ms per tick."""
+        ws = self._wait_set
+        ws.clear_entities()
+        ws.add_subscription(self._sub.handle)
+        ws.wait(max(0, int(timeout * 1e9)))
+        while True:
+            taken = self._sub.handle.take_message(self._sub.msg_type, self._sub.raw)
+            if taken is None:
+                return
+            self._on_state(*taken)
+
     def _on_state(self, msg, info):
-        """Validate and reorder one reading (executor thread); the newest one wins."""
-        wall = time.monotonic()
+        """Validate and reorder one reading (control thread); the newest one wins.
+
+        Its receipt is when DDS received it (the reader's timestamp), not when this thread
+        took it, so lateness counts the wait for the control thread too."""
+        now = time.monotonic()
+        received = info.get('received_timestamp', 0)
+        wall = now - min(max(0.0, time.time() - received * 1e-9), 1.0) if received else now
         names = tuple(msg.name)
         order = self._order[1] if self._order[0] == names else self._index(names)
         if order is None:
@@ -255,12 +312,12 @@ class RosBackend:
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         source = info.get('source_timestamp', 0)  # ns, the publisher's system clock
         if source:
-            self._transport.add(max(0.0, time.time() - source * 1e-9))
+            arrived = received if received else time.time_ns()
+            self._transport.add(max(0.0, (arrived - source) * 1e-9))
         state = JointState(position=pos, velocity=vel, stamp=stamp)
         with self._cond:
             self._state, self._state_wall = state, wall
             self._state_seq += 1
-            self._cond.notify_all()
 
     def _index(self, names):
         try:
@@ -277,13 +334,35 @@ class RosBackend:
         self.bad_reason = reason
 
 
+def _own_subscription(node, topic):
+    """A joint_states subscription no executor serves, and a wait set for it.
+
+    It lives on a node of its own in the same context (not added to any executor), under
+    the topic name ``node`` resolves (its namespace and remappings), so that only the
+    control thread takes its messages."""
+    import rclpy
+    from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
+    name = node.resolve_topic_name(topic)
+    rx = rclpy.create_node(f'{node.get_name()}_joint_states', context=node.context,
+                           namespace=node.get_namespace(), use_global_arguments=False,
+                           start_parameter_services=False)
+    sub = rx.create_subscription(JointStateMsg, name, lambda msg: None, U.QOS_STATE_SUB)
+    return sub, _rclpy.WaitSet(1, 0, 0, 0, 0, 0, node.context.handle)
+
+
 class SimRosBackend(RosBackend):
     """RosBackend plus ``reset_state`` through the twin's teleport topic, so ArmEnv resets
     the twin in one driver period instead of driving there (1-2 s of robot time)."""
 
+    RESEND_TICKS = 10
+    """Driver periods without effect before a teleport request is sent again."""
+    SETTLE_TICKS = 3
+    """Driver periods a repeated request is given to land before the pose counts."""
+
     def __init__(self, node, joint_names, period, *, teleport_topic, tolerance=5e-3,
                  max_ticks=50, **kwargs):
         super().__init__(node, joint_names, period, **kwargs)
+        self.teleport_requests = 0
         self._teleport = node.create_publisher(Float64MultiArray, teleport_topic,
                                                U.QOS_COMMAND)
         self._topic = teleport_topic
@@ -299,13 +378,23 @@ class SimRosBackend(RosBackend):
         asked = self.read().stamp
         msg = Float64MultiArray()
         msg.data = target.tolist()
-        self._teleport.publish(msg)
-        for _ in range(self._max_ticks):
+        since_send = None
+        for tick in range(self._max_ticks):
+            # Asked again when a request shows no effect: a publisher can see the twin's
+            # subscription before the twin has matched it back, and a request sent in that
+            # window is lost (seen at startup). After a repeat, success must outlast the
+            # repeat's delivery, so that a late duplicate cannot land in the episode.
+            if since_send is None or since_send >= self.RESEND_TICKS:
+                self._teleport.publish(msg)
+                since_send = 0
+                self.teleport_requests += 1
             self._next_tick(acting=False)
+            since_send += 1
             state = self.read()
             self._publish(self._held)
-            if state.stamp > asked and np.max(np.abs(state.position - target)) < \
-                    self._tolerance:
+            arrived = state.stamp > asked and \
+                np.max(np.abs(state.position - target)) < self._tolerance
+            if arrived and (tick < self.RESEND_TICKS or since_send > self.SETTLE_TICKS):
                 self.resync()
                 return
         raise TeleportUnavailable(f'the twin did not teleport within {self._max_ticks} '

@@ -93,8 +93,9 @@ class LearnerNode(Node):
 
     def _work(self):
         core = self.core
+        core.store = EpisodeStore(self.rp.episode_dir)
         if self.lp.resume:
-            fed = core.feed_stored(EpisodeStore(self.rp.episode_dir))
+            fed = core.feed_stored(core.store)
             self.get_logger().info(f'fed {fed} recorded episodes the checkpoint had not '
                                    f'consumed, from {self.rp.episode_dir}')
         while not self.stop_event.is_set():

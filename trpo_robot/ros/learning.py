@@ -42,6 +42,12 @@ class LearnerCore:
         self.learner.consumed_ids.update(consumed)
         self.resumed_fed = 0
         """Stored episodes the checkpoint had not consumed, fed at start-up (feed_stored)."""
+        self.store = None
+        """The actors' EpisodeStore, when it is on this host: gaps are filled from it."""
+        self.last_sequence = dict(consumed)
+        """Highest sequence offered per actor, to notice an episode that never arrived."""
+        self.gap_filled = 0
+        self.missing = 0
         self.t0 = time.monotonic()
         self.episodes = int(episodes)
         self.acted_steps = 0
@@ -82,6 +88,8 @@ class LearnerCore:
         if info and info['task'] and info['task'] != self.task.name:
             return self._reject(f'episode of task {info["task"]!r}, learning '
                                 f'{self.task.name!r}')
+        if info:
+            self._fill_gap(info['actor'], info['sequence'])
         if info and info['policy_version'] > self.agent.version:
             # Acted by a version this learner never had: published by a learner that died
             # after its last checkpoint. Its log-probabilities belong to lost weights.
@@ -100,6 +108,34 @@ class LearnerCore:
                 ret = _finite(extra.get('episode_return'), float(segment.rewards.sum()))
                 self._episode_done(ret, extra)
         return status
+
+    def _fill_gap(self, actor, sequence):
+        """Episodes of a known actor that were skipped, read from the store.
+
+        An actor writes an episode before it publishes it; one killed in between (or a
+        lost message) leaves a recorded episode the learner never heard, and the next
+        sequence it does hear would mark it consumed. Read from disk here, it is learned
+        from like any other; one that is not on disk either is counted as missing."""
+        last = self.last_sequence.get(actor)
+        self.last_sequence[actor] = max(sequence, -1 if last is None else last)
+        if last is None or sequence <= last + 1:
+            return
+        for skipped in range(last + 1, sequence):
+            path = self.store.path(actor, skipped) if self.store is not None else None
+            if path is None or not path.is_file():
+                self.missing += 1
+                self.log(f'episode {skipped} of {actor} never arrived and is not in the '
+                         'episode store on this host')
+                continue
+            try:
+                blob = self.store.read(path)
+            except Exception as e:  # noqa: BLE001 - one damaged file must not stop the run
+                self.missing += 1
+                self.log(f'episode {skipped} of {actor} never arrived; its file: {e}')
+                continue
+            self.gap_filled += 1
+            self.log(f'episode {skipped} of {actor} never arrived: learning from its file')
+            self.offer(blob)
 
     def _reject(self, reason):
         """Count a blob refused before AsyncLearner saw it, as AsyncLearner counts its own."""
@@ -207,7 +243,7 @@ class LearnerCore:
             kl=s.kl if s else math.nan, update_s=s.update_time if s else math.nan,
             received=c.received, rejected=c.rejected, stale=c.stale,
             duplicates=c.duplicates, aborted=c.aborted, consumed=c.consumed,
-            resumed_fed=self.resumed_fed,
+            resumed_fed=self.resumed_fed, gap_filled=self.gap_filled, missing=self.missing,
             last_reject=next(reversed(c.reasons), '') if c.reasons else '',
             done=self.done, checkpoint=self.last_checkpoint,
             wall_s=time.monotonic() - self.t0)

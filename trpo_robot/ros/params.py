@@ -82,6 +82,9 @@ class RobotParams:
     falls back to normal scheduling with a warning when not permitted."""
     joint_states_topic: str = 'joint_states'
     command_topic: str = 'forward_velocity_controller/commands'
+    freedrive_topic: str = 'freedrive_mode_controller/enable_freedrive_mode'
+    """std_msgs/Bool of the UR driver's freedrive_mode_controller (the twin serves it too):
+    a freedrive reset re-sends True every 0.5 s as a keep-alive, then False once."""
     clock_topic: str = '/clock'
     """Twin: where sim time is published (several twins need one clock topic each)."""
     teleport_topic: str = 'twin_node/reset_state'
@@ -136,8 +139,9 @@ class RobotParams:
                'robot_receive_timeout must be at least one driver period')
         _check(self.sim_clock or self.real_time_factor == 1.0,
                'sim_clock: false stamps with the system clock and needs real_time_factor 1')
-        for name in ('joint_states_topic', 'command_topic', 'clock_topic', 'teleport_topic',
-                     'episodes_topic', 'policy_topic', 'episode_dir', 'joy_topic'):
+        for name in ('joint_states_topic', 'command_topic', 'freedrive_topic', 'clock_topic',
+                     'teleport_topic', 'episodes_topic', 'policy_topic', 'episode_dir',
+                     'joy_topic'):
             _check(bool(getattr(self, name)), f'{name} must not be empty')
 
     def task_spec(self) -> Task:

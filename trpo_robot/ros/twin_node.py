@@ -10,6 +10,12 @@ and episode length keeps its meaning at any real-time factor.
 Sim only: a std_msgs/Float64MultiArray of joint positions on ~/reset_state teleports the
 arm (a standard service type cannot carry the pose); the actor falls back to driving the
 arm home where nobody serves it.
+
+Freedrive as the UR driver's freedrive_mode_controller: std_msgs/Bool True on
+freedrive_topic turns it on for FREEDRIVE_TIMEOUT s of sim time (kept alive by repeated
+Trues), False ends it. Meanwhile the servos let go and gravity compensation keeps the arm
+floating, velocity commands and the receive timeout do not apply, and ~/reset_state is the
+operator's hand; afterwards the servos hold at zero velocity.
 """
 import math
 import threading
@@ -20,7 +26,7 @@ import numpy as np
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Bool, Float64MultiArray
 
 from trpo_robot.ros import node_utils as U
 from trpo_robot.ros.params import ParamError, RobotParams
@@ -28,6 +34,9 @@ from trpo_robot.twin.backend import MujocoBackend
 
 LOG_EVERY = 2.0
 """Wall seconds between repeated warnings of one kind (a bad stream must not flood logs)."""
+FREEDRIVE_TIMEOUT = 10.0
+"""Sim s after the last True on freedrive_topic at which freedrive ends by itself (the UR
+freedrive_mode_controller's default inactive_timeout)."""
 
 
 class TwinNode(Node):
@@ -46,10 +55,11 @@ class TwinNode(Node):
         self._command = None     # (command, sim time of the last state before it arrived)
         self._fresh = False      # a command arrived since the physics thread last looked
         self._teleport = None
+        self._freedrive_at = None  # sim time of the newest True on freedrive_topic
         self._sim_now = self.backend.now()
         self._warn = U.ThrottledWarnings(self.get_logger(), LOG_EVERY)
         self.counters = dict(commands=0, bad_commands=0, watchdog_stops=0, teleports=0,
-                             bad_teleports=0)
+                             bad_teleports=0, freedrive_messages=0)
         self.state = 'idle'
         self.last_command_sim = float('nan')
         self.last_stop_sim = float('nan')
@@ -66,6 +76,7 @@ class TwinNode(Node):
                                  U.QOS_COMMAND)
         self.create_subscription(Float64MultiArray, '~/reset_state', self._on_teleport,
                                  U.QOS_COMMAND)
+        self.create_subscription(Bool, p.freedrive_topic, self._on_freedrive, U.QOS_COMMAND)
         self._diag_wall = (time.monotonic(), self._sim_now)
         self.create_timer(p.diagnostics_period, self._publish_diagnostics,
                           clock=U.steady_clock())
@@ -123,6 +134,11 @@ class TwinNode(Node):
         with self._lock:
             self._teleport = target
 
+    def _on_freedrive(self, msg):
+        with self._lock:
+            self.counters['freedrive_messages'] += 1
+            self._freedrive_at = self._sim_now if msg.data else None
+
     # -- the driver loop (physics thread) ------------------------------------------------
 
     def _run(self):
@@ -139,9 +155,13 @@ class TwinNode(Node):
                 if teleport is not None:
                     self._command = command = None
             now = self.backend.now()
+            if self._update_freedrive(now):
+                stopped = True
             if teleport is not None:
                 self._do_teleport(teleport)
                 stopped = True
+            elif self.backend.freedrive:
+                pass  # the operator's: no command, no receive timeout
             elif command is None:
                 if not stopped or fresh:
                     self.backend.stop()
@@ -163,6 +183,22 @@ class TwinNode(Node):
                 self.state = 'commanded'
             self.backend.advance(p.driver_period)
             self._publish_state()
+
+    def _update_freedrive(self, now):
+        """Switch the servos when freedrive starts or ends (False, or no True for
+        FREEDRIVE_TIMEOUT); True when it did (the arm is then not commanded)."""
+        at = self._freedrive_at
+        on = at is not None and now - at < FREEDRIVE_TIMEOUT
+        if on == self.backend.freedrive:
+            return False
+        self.backend.set_freedrive(on)
+        if on:
+            self.state = 'freedrive'
+        else:
+            self.state = 'holding (freedrive ended)' if at is None else \
+                'holding (freedrive keep-alive timed out)'
+        self.get_logger().info(f'freedrive {"on" if on else "off"}: {self.state}')
+        return True
 
     def _do_teleport(self, target):
         try:
@@ -202,6 +238,7 @@ class TwinNode(Node):
                       measured_rtf=(sim - s0) / max(wall - w0, 1e-9),
                       last_command_sim=self.last_command_sim, last_stop_sim=self.last_stop_sim,
                       last_stop_age=self.last_stop_age, overruns=self.backend.overruns,
+                      freedrive=self.backend.freedrive,
                       **self.counters)
         level = U.WARN if self.counters['bad_commands'] or self.counters['bad_teleports'] \
             else U.OK

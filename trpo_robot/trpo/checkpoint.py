@@ -1,9 +1,14 @@
 """Checkpoints: weights as safetensors, everything else as JSON; never pickle.
 
-A checkpoint is a folder with `model.safetensors` and `meta.json`. Both are written
-atomically (temporary file, fsync, rename) and meta.json, written last, records the SHA-256
-of the weights, so a half-written checkpoint is detected instead of loaded.
+A checkpoint is a folder with `meta.json` and the weights file it names,
+`model-<sha256 prefix>.safetensors`. Both are written atomically (temporary file, fsync,
+rename); the weights go to a new name first and meta.json, replaced last, switches to them,
+so a process killed at any moment leaves the previous checkpoint whole and loadable (a
+learner saves after every update). meta.json records the weights' SHA-256, so a damaged
+file is detected instead of loaded. Older checkpoints name no file and use
+`model.safetensors`.
 """
+import re
 import hashlib
 import json
 import time
@@ -22,6 +27,8 @@ from .config import TRPOConfig
 FORMAT = 'trpo_robot.checkpoint'
 FORMAT_VERSION = 1
 WEIGHTS = 'model.safetensors'
+"""The weights file of checkpoints whose meta.json names none (written before names)."""
+_WEIGHTS_NAME = re.compile(r'^model(-[0-9a-f]{16})?\.safetensors$')
 META = 'meta.json'
 MAX_WEIGHTS_BYTES = 256 * 1024 * 1024
 
@@ -48,17 +55,27 @@ def save(agent: Agent, folder, *, spaces: dict, extra: dict | None = None) -> Pa
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     blob = st_save(agent_tensors(agent))
-    atomic_write(folder / WEIGHTS, blob)
+    sha = hashlib.sha256(blob).hexdigest()
+    weights = f'model-{sha[:16]}.safetensors'
+    atomic_write(folder / weights, blob)
     meta = {
         'format': FORMAT, 'format_version': FORMAT_VERSION,
         'config': agent.config.to_dict(), 'spaces': _jsonable(spaces),
         'policy_version': agent.version, 'total_steps': agent.total_steps,
         'obs_norm_frozen': bool(agent.obs_norm.frozen),
-        'weights_sha256': hashlib.sha256(blob).hexdigest(),
+        'weights_sha256': sha, 'weights_file': weights,
         'saved_at': time.strftime('%Y-%m-%dT%H:%M:%S%z'), 'extra': extra or {},
     }
     atomic_write(folder / META, json.dumps(meta, indent=2, sort_keys=True).encode())
+    _drop_unreferenced_weights(folder, keep=weights)
     return folder
+
+
+def _drop_unreferenced_weights(folder, keep):
+    """Weights no meta.json names any more: earlier saves, or one a kill cut short."""
+    for path in folder.iterdir():
+        if path.name != keep and _WEIGHTS_NAME.match(path.name):
+            path.unlink(missing_ok=True)
 
 
 def _jsonable(d):
@@ -97,7 +114,7 @@ def load(folder, *, expect_obs_dim=None, expect_act_dim=None) -> tuple[Agent, di
         config = TRPOConfig.from_dict(meta['config'])
     except (TypeError, ValueError) as e:
         raise CheckpointError(f'checkpoint config is invalid: {e}') from None
-    tensors = _read_weights(folder, meta['weights_sha256'])
+    tensors = _read_weights(folder / _weights_name(meta, folder), meta['weights_sha256'])
     agent = Agent(int(spaces['obs_dim']), int(spaces['act_dim']), config)
     _load_into(agent, tensors)
     agent.version = int(meta['policy_version'])
@@ -113,8 +130,15 @@ def _check_dims(spaces, obs_dim, act_dim):
                                   f'environment has {want}')
 
 
-def _read_weights(folder, sha256):
-    path = folder / WEIGHTS
+def _weights_name(meta, folder):
+    name = meta.get('weights_file', WEIGHTS)
+    if not isinstance(name, str) or not _WEIGHTS_NAME.match(name):
+        raise CheckpointError(f'{folder / META} names a weights file {name!r} that no '
+                              'checkpoint writes')
+    return name
+
+
+def _read_weights(path, sha256):
     if not path.is_file():
         raise CheckpointError(f'{path} is missing')
     if path.stat().st_size > MAX_WEIGHTS_BYTES:

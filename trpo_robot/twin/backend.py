@@ -87,6 +87,9 @@ class MujocoBackend:
         self._chain = tuple(dict.fromkeys(chain))  # the ee link may be the last moving link
         self._n = len(joints)
         self._substeps = self._settings.n_substeps
+        self._kv = model.actuator_gainprm[:, 0].copy()
+        self.freedrive = False
+        """The servos have let go (``set_freedrive``)."""
 
     def _latency_in_steps(self, latency, randomization, seed) -> int:
         if latency is None:
@@ -189,6 +192,19 @@ class MujocoBackend:
         self.data.qacc_warmstart[:] = 0.0
         mujoco.mj_forward(self.model, self.data)
         self._anchor = None
+
+    def set_freedrive(self, on: bool) -> None:
+        """Freedrive as a UR does it: on, the velocity servos let go (no servo force) while
+        gravity compensation keeps the arm floating, so a push or a teleport (the
+        operator's hand in a twin) moves it and it stays there; off, they hold zero
+        velocity again. Commands sent meanwhile move nothing."""
+        self._check_open()
+        self.freedrive = bool(on)
+        kv = np.zeros_like(self._kv) if self.freedrive else self._kv
+        self.model.actuator_gainprm[:, 0] = kv
+        self.model.actuator_biasprm[:, 2] = -kv
+        self._pending.clear()
+        self.data.ctrl[:] = 0.0
 
     def reseed_noise(self, seed: int) -> None:
         """Restart the sensor-noise stream, so that env.reset(seed=...) is reproducible."""

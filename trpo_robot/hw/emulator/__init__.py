@@ -177,6 +177,12 @@ class Emulator:
     def stats(self) -> dict:
         return self.command('stats')
 
+    def hand(self, positions: dict) -> None:
+        """Stand-in for the operator in a freedrive reset: move the limp (torque off)
+        servos ``{servo id: joint angle, rad}`` there by hand; refused (EmulatorError) for
+        a servo whose torque is on, since a hand cannot move a servo that holds."""
+        self.command('hand', positions={str(k): float(v) for k, v in positions.items()})
+
     def _reply(self, timeout) -> dict:
         deadline = time.monotonic() + timeout
         while True:

@@ -59,6 +59,26 @@ class Physics:
         self._extra_v = np.zeros(n - self.n_twin)
         self.dt = float(self.model.opt.timestep)
         self.time = 0.0
+        self._kv = self.model.actuator_gainprm[:self.n_twin, 0].copy()
+
+    def set_limp(self, limp) -> None:
+        """Joints whose servo has torque off: their velocity servo exerts no force (gain
+        and damping term zero), so a push moves them. Gravity compensation stays on: on a
+        real arm the operator's hand carries the weight of a limp arm (see ``hand``)."""
+        limp = np.asarray(limp[:self.n_twin], bool)
+        kv = np.where(limp, 0.0, self._kv)
+        self.model.actuator_gainprm[:self.n_twin, 0] = kv
+        self.model.actuator_biasprm[:self.n_twin, 2] = -kv
+
+    def move(self, index: int, position: float) -> None:
+        """Put joint ``index`` at ``position``, rad, at rest (the hand has let go)."""
+        if index < self.n_twin:
+            self.data.qpos[self._qadr[index]] = position
+            self.data.qvel[self._dadr[index]] = 0.0
+            mujoco.mj_forward(self.model, self.data)
+        else:
+            self._extra_q[index - self.n_twin] = position
+            self._extra_v[index - self.n_twin] = 0.0
 
     def step(self, command: np.ndarray) -> None:
         """One physics step with joint velocity commands, rad/s."""
@@ -198,9 +218,23 @@ class EmulatorServer:
         while self.physics.time + dt <= target:
             for servo in self.servos.values():
                 servo.check_watchdog(self.physics.time)
+            self.physics.set_limp([not s.torque for s in self.servos.values()])
             self.physics.step(self._commands())
             self._refresh_present()
             self._note_stops()
+
+    def hand(self, positions: dict) -> None:
+        """The operator's hand: move servos (id -> joint angle, rad, as Present Position
+        reads it) whose torque is off, as a person moves a limp arm in a freedrive reset.
+        A servo that holds (torque on) cannot be moved: ValueError, nothing moves."""
+        targets = {int(i): float(q) for i, q in positions.items()}
+        holding = [i for i in targets if self.servos[i].torque]
+        if holding:
+            raise ValueError(f'servos {holding} have torque on: a hand cannot move them')
+        self._advance_physics()
+        for servo_id, q in targets.items():
+            self.physics.move(self.order.index(servo_id), q)
+        self._refresh_present()
 
     def _commands(self):
         raw = [s.velocity_command() for s in self.servos.values()]
@@ -465,6 +499,9 @@ class EmulatorServer:
     def _op_poke(self, message):
         self.servos[int(message['id'])].set(message['reg'], int(message['value']))
 
+    def _op_hand(self, message):
+        self.hand(message['positions'])
+
     def _op_stats(self, message):
         servos = {}
         for k, (servo_id, servo) in enumerate(self.servos.items()):
@@ -495,7 +532,8 @@ _HANDLERS = {p.PING: EmulatorServer._ping, p.READ: EmulatorServer._read,
              p.FACTORY_RESET: EmulatorServer._factory_reset}
 _CONTROL = {'fault': EmulatorServer._op_fault, 'clear': EmulatorServer._op_clear,
             'peek': EmulatorServer._op_peek, 'poke': EmulatorServer._op_poke,
-            'stats': EmulatorServer._op_stats, 'unplug': EmulatorServer._op_unplug,
+            'stats': EmulatorServer._op_stats, 'hand': EmulatorServer._op_hand,
+            'unplug': EmulatorServer._op_unplug,
             'replug': EmulatorServer._op_replug, 'quit': EmulatorServer._op_quit}
 
 
