@@ -98,8 +98,7 @@ def test_no_temporary_or_earlier_files_are_left_behind(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([checkpoint.META, weights])
 
 
-def test_a_save_killed_before_its_metadata_leaves_the_previous_checkpoint(tmp_path,
-                                                                         monkeypatch):
+def test_a_save_killed_before_its_metadata_leaves_the_old_checkpoint(tmp_path, monkeypatch):
     agent = _trained_agent()
     checkpoint.save(agent, tmp_path, spaces=SPACES)
     version = agent.version
