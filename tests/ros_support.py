@@ -4,6 +4,9 @@ Every graph gets its own free ROS_DOMAIN_ID with localhost-only discovery, so te
 other runs on this machine) never hear each other; every process is stopped in close().
 """
 from pathlib import Path
+import time
+
+from std_srvs.srv import Trigger
 
 from trpo_robot.ros import graph as G
 from trpo_robot.ros import params as P
@@ -70,3 +73,26 @@ class Graph:
             self.probe = None
         G.stop_all([self.procs.get(n) for n in ('actor_node', 'learner_node', 'twin_node')],
                    timeout=15.0)
+
+
+def actor_state(g) -> str:
+    """The newest lifecycle phase on /actor_node/state (the probe must listen as 'state')."""
+    got = g.probe.got('state')
+    return got[-1][1].data if got else ''
+
+
+def wait_actor_state(g, want, timeout=30):
+    g.wait(lambda: actor_state(g) == want, timeout,
+           f'actor state {want!r} (now {actor_state(g)!r})')
+
+
+def call_trigger(g, service, node='/actor_node'):
+    """Call a std_srvs/Trigger service of a node from the probe; its response."""
+    client = g.probe.node.create_client(Trigger, f'{node}/{service}')
+    assert client.wait_for_service(timeout_sec=10), service
+    future = client.call_async(Trigger.Request())
+    deadline = time.monotonic() + 10
+    while not future.done():
+        assert time.monotonic() < deadline, f'{service} did not answer'
+        time.sleep(0.01)
+    return future.result()

@@ -5,10 +5,9 @@ import time
 
 import numpy as np
 import pytest
-from ros_support import Graph
+from ros_support import actor_state, call_trigger, Graph, wait_actor_state
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray, String
-from std_srvs.srv import Trigger
 
 from trpo_robot.ros import node_utils as U
 
@@ -30,26 +29,6 @@ def graph(tmp_path):
         yield g
     finally:
         g.close()
-
-
-def _state(g):
-    got = g.probe.got('state')
-    return got[-1][1].data if got else ''
-
-
-def _wait_state(g, want, timeout=30):
-    g.wait(lambda: _state(g) == want, timeout, f'actor state {want!r} (now {_state(g)!r})')
-
-
-def _call(g, service):
-    client = g.probe.node.create_client(Trigger, f'/actor_node/{service}')
-    assert client.wait_for_service(timeout_sec=10), service
-    future = client.call_async(Trigger.Request())
-    deadline = time.monotonic() + 10
-    while not future.done():
-        assert time.monotonic() < deadline, f'{service} did not answer'
-        time.sleep(0.01)
-    return future.result()
 
 
 def _twin_freedrive(g):
@@ -78,7 +57,7 @@ def _hand(g, target):
 
 def test_freedrive_reset_hands_the_arm_to_the_operator_and_takes_it_back(graph):
     g = graph
-    _wait_state(g, 'reset', 60)
+    wait_actor_state(g, 'reset', 60)
     g.wait(lambda: _twin_freedrive(g) == 'True', 10, 'the twin in freedrive')
     t0 = time.monotonic() + 0.2  # a command already in flight may still land
     time.sleep(2.0)
@@ -91,10 +70,10 @@ def test_freedrive_reset_hands_the_arm_to_the_operator_and_takes_it_back(graph):
     _hand(g, moved)
     time.sleep(1.0)  # let go: the arm floats where the hand left it
     np.testing.assert_allclose(_position(g), moved, atol=5e-3)
-    assert _state(g) == 'reset' and _twin_freedrive(g) == 'True'
+    assert actor_state(g) == 'reset' and _twin_freedrive(g) == 'True'
 
-    assert _call(g, 'reset_done').success
-    _wait_state(g, 'ready', 15)
+    assert call_trigger(g, 'reset_done').success
+    wait_actor_state(g, 'ready', 15)
     g.wait(lambda: _twin_freedrive(g) == 'False', 10, 'the twin out of freedrive')
     assert g.probe.got('freedrive')[-1][1].data is False
     t1 = time.monotonic()

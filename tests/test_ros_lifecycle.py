@@ -9,10 +9,9 @@ import threading
 import time
 
 import pytest
-from ros_support import Graph
+from ros_support import actor_state, call_trigger, Graph, wait_actor_state
 from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import Float64MultiArray, String
-from std_srvs.srv import Trigger
 
 from trpo_robot.robot.keyboard import KEYBOARD_MAPPING as KB
 from trpo_robot.ros import node_utils as U
@@ -37,15 +36,6 @@ def make_graph(tmp_path):
     yield make
     for g in graphs:
         g.close()
-
-
-def _state(g):
-    got = g.probe.got('state')
-    return got[-1][1].data if got else ''
-
-
-def _wait_state(g, want, timeout=30):
-    g.wait(lambda: _state(g) == want, timeout, f'actor state {want!r} (now {_state(g)!r})')
 
 
 class JoyScript:
@@ -80,24 +70,13 @@ class JoyScript:
         self._thread.join(2)
 
 
-def _call(g, service):
-    client = g.probe.node.create_client(Trigger, f'/actor_node/{service}')
-    assert client.wait_for_service(timeout_sec=10), service
-    future = client.call_async(Trigger.Request())
-    deadline = time.monotonic() + 10
-    while not future.done():
-        assert time.monotonic() < deadline, f'{service} did not answer'
-        time.sleep(0.01)
-    return future.result()
-
-
 def _commands_since(g, t):
     return [(w, list(m.data)) for w, m in g.probe.got('cmd') if w >= t]
 
 
 def test_teleop_reset_through_the_shield_and_the_deadman_stops_the_arm(make_graph):
     g = make_graph(real_time_factor=1.0)
-    _wait_state(g, 'reset')
+    wait_actor_state(g, 'reset')
     joy = JoyScript(g)
     try:
         start = g.probe.got('joints')[-1][1].position
@@ -120,36 +99,36 @@ def test_teleop_reset_through_the_shield_and_the_deadman_stops_the_arm(make_grap
         assert all(max(abs(v) for v in c) == pytest.approx(jog) for c in after[:first_zero])
         assert all(not any(c) for c in after[first_zero:]), 'moved again without deadman'
         joy.set(0.0, KB.confirm)
-        _wait_state(g, 'ready', 15)
+        wait_actor_state(g, 'ready', 15)
     finally:
         joy.close()
-    assert _state(g) == 'ready'
+    assert actor_state(g) == 'ready'
 
 
 def test_reset_timeout_holds_and_the_estop_latches_until_released(make_graph):
     g = make_graph(real_time_factor=2.0, reset_timeout=1.0)
-    _wait_state(g, 'reset')
-    _wait_state(g, 'hold', 20)  # nobody touched the pad for 1 s of robot time
+    wait_actor_state(g, 'reset')
+    wait_actor_state(g, 'hold', 20)  # nobody touched the pad for 1 s of robot time
     log = g.procs['actor_node'].tail(30)
     assert 'not confirmed within 1 s' in log and '~/reset_done' in log, log
-    assert _call(g, 'reset').success
-    _wait_state(g, 'reset')
-    assert _call(g, 'estop').success
-    _wait_state(g, 'estop', 10)
+    assert call_trigger(g, 'reset').success
+    wait_actor_state(g, 'reset')
+    assert call_trigger(g, 'estop').success
+    wait_actor_state(g, 'estop', 10)
     joy = JoyScript(g)
     try:
         t0 = time.monotonic()
         joy.grip_and_push()  # an operator tries to jog: nothing may move
         time.sleep(1.0)
-        refused = [_call(g, s) for s in ('reset_done', 'reset', 'resume')]
+        refused = [call_trigger(g, s) for s in ('reset_done', 'reset', 'resume')]
         assert not any(r.success for r in refused), [r.message for r in refused]
         blocked = _commands_since(g, t0 + 0.1)
         assert blocked and all(not any(c) for _, c in blocked), 'a command got through'
-        assert _state(g) == 'estop'
-        assert _call(g, 'estop_release').success
-        _wait_state(g, 'hold', 10)  # released, but the arm is held, not moved
-        assert _call(g, 'reset').success
-        _wait_state(g, 'reset')
+        assert actor_state(g) == 'estop'
+        assert call_trigger(g, 'estop_release').success
+        wait_actor_state(g, 'hold', 10)  # released, but the arm is held, not moved
+        assert call_trigger(g, 'reset').success
+        wait_actor_state(g, 'reset')
         t1 = time.monotonic()
         joy.grip_and_push()
         time.sleep(1.0)
