@@ -32,8 +32,22 @@ class Probe:
         self._messages = defaultdict(list)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True, name='probe')
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._spin, daemon=True, name='probe')
         self._thread.start()
+
+    def _spin(self):
+        """spin_once with a timeout rather than spin(): subscriptions are added from another
+        thread while this one waits, and a wait that began before one was added and missed
+        its wake-up would otherwise never see it (seen: a probe that heard nothing for
+        30 s). The timeout rebuilds the wait set at least every 0.1 s."""
+        while not self._closing.is_set():
+            try:
+                self.executor.spin_once(timeout_sec=0.1)
+            except Exception:  # noqa: BLE001 - shutdown races end the loop
+                if self._closing.is_set() or not self.context.ok():
+                    return
+                raise
 
     def listen(self, key, msg_type, topic, qos, with_info=False):
         """Keep (monotonic receipt time, message[, message info]) of a topic under `key`."""
@@ -71,6 +85,7 @@ class Probe:
         return None
 
     def close(self):
+        self._closing.set()
         self.executor.shutdown(timeout_sec=2.0)
         self._thread.join(timeout=2.0)
         self.node.destroy_node()
