@@ -72,17 +72,19 @@ def async_curve(out):
     return [(r['wall_s'], r['steps'], r['final_distance']) for r in rows]
 
 
-def run_sync(steps, rtf, seed):
+def run_sync(steps, rtf, seed, mode='paced'):
     """Collect a batch on the paced twin, then update while it waits; returns the agent,
-    the curve, the wall-clock of robot use and the part of it spent idle in updates."""
+    the curve, the wall-clock of robot use, the part of it spent idle in updates, and the
+    robot (sim) time of the resets. mode='fast' replays the same run unpaced (the twin's
+    physics does not depend on pacing) to count its resets quickly."""
     import torch
     from trpo_robot.trpo.agent import Agent
     from trpo_robot.trpo.config import preset
     from trpo_robot.trpo.rollout import Sampler
     from trpo_robot.twin.envs import make_twin_env
     torch.set_num_threads(1)
-    env = make_twin_env(TASK, mode='paced', real_time_factor=rtf, seed=seed)
-    reset_like_the_actor(env)
+    env = make_twin_env(TASK, mode=mode, real_time_factor=rtf, seed=seed)
+    resets = reset_like_the_actor(env)
     agent = Agent(12, 2, preset('reacher').with_overrides(max_kl=0.02), seed=seed)
     sampler = Sampler(env, agent, seed)
     finals = []
@@ -103,7 +105,7 @@ def run_sync(steps, rtf, seed):
         idle += time.monotonic() - t_update
         curve.append((time.monotonic() - t0, agent.total_steps,
                       float(np.mean(finals)) if finals else float('nan')))
-    return agent, curve, time.monotonic() - t0, idle
+    return agent, curve, time.monotonic() - t0, idle, resets[0]
 
 
 def reset_like_the_actor(env):
@@ -116,8 +118,10 @@ def reset_like_the_actor(env):
     base = env.unwrapped
     backend, reset = base.backend, env.reset
     lifecycle = EpisodeLifecycle.for_env(base, logger=_quiet_logger())
+    spent = [0.0]  # robot time of the resets after the first one (startup)
 
     def reset_after_a_stop(*, seed=None, options=None):
+        start = backend.now() if lifecycle.acting else None
         if lifecycle.acting:
             lifecycle.end_episode()
         teleported = None
@@ -130,8 +134,11 @@ def reset_like_the_actor(env):
             backend.send_velocity(lifecycle.tick(backend.read()))
             backend.advance(backend.period)
         lifecycle.start_episode()
+        if start is not None:
+            spent[0] += backend.now() - start
         return reset(seed=seed, options={'in_place': True})
     env.reset = reset_after_a_stop
+    return spent
 
 
 def _quiet_logger():
@@ -180,13 +187,26 @@ def compare(args, seed):
     a_agent, _ = checkpoint.load(out / 'checkpoint')
     a_curve = async_curve(out)
     steps = a_agent.total_steps
-    s_agent, s_curve, s_wall, s_idle = run_sync(steps, rtf, seed)
+    s_agent, s_curve, s_wall, s_idle, s_resets = run_sync(steps, rtf, seed)
     result = {'task': TASK, 'steps': steps, 'rtf': rtf, 'seed': seed,
               'async': {'wall_s': a_curve[-1][0], 'span_s': _span(a_curve),
+                        'span_steps': a_curve[-1][1] - a_curve[0][1],
+                        'reset_robot_s': stored_reset_seconds(out),
                         'eval_final_distance': evaluate(a_agent)},
               'sync': {'wall_s': s_wall, 'span_s': _span(s_curve), 'idle_s': s_idle,
-                       'eval_final_distance': evaluate(s_agent)}}
+                       'span_steps': s_curve[-1][1] - s_curve[0][1],
+                       'reset_robot_s': s_resets, 'eval_final_distance': evaluate(s_agent)}}
     return {'result': result, 'async_curve': a_curve, 'sync_curve': s_curve}
+
+
+def stored_reset_seconds(out):
+    """Robot time of the graph's resets, from the episodes it recorded."""
+    from trpo_robot.store import EpisodeStore
+    from trpo_robot.trpo import wire
+    store = EpisodeStore(Path(out) / 'episodes')
+    seconds = [wire.decode_episode(store.read(path), 12, 2)[1]['extra'].get('reset_seconds', 0)
+               for _, _, path in store.episodes()]
+    return float(sum(seconds[1:]))  # the first is the start-up's
 
 
 def _span(curve):
@@ -195,9 +215,21 @@ def _span(curve):
     return curve[-1][0] - curve[0][0]
 
 
+def without_resets(run, mode):
+    """The span's wall clock less the resets in it (their robot time over the real-time
+    factor, pro rata of the steps in the span): acting plus, in sync, the idle updates.
+    Resets differ between this in-process twin (instant teleport) and the graph's (a
+    teleport through DDS), not between synchronous and asynchronous learning."""
+    r = run[mode]
+    in_span = r['span_steps'] / run['steps']
+    return r['span_s'] - r['reset_robot_s'] * in_span / run['rtf']
+
+
 def summarize(results):
     """Means over the seeds; the distance ratio async/sync and the wall-clock saving."""
     def mean(mode, key):
+        if key == 'without_resets_s':
+            return float(np.mean([without_resets(r, mode) for r in results]))
         return float(np.mean([r[mode][key] for r in results]))
     a_dist, s_dist = mean('async', 'eval_final_distance'), mean('sync', 'eval_final_distance')
     a_wall, s_wall = mean('async', 'span_s'), mean('sync', 'span_s')
@@ -207,7 +239,11 @@ def summarize(results):
             'distance_ratio': a_dist / s_dist,
             'async_mean_span_s': a_wall, 'sync_mean_span_s': s_wall,
             'sync_mean_idle_s': mean('sync', 'idle_s'),
-            'wall_saving': 1.0 - a_wall / s_wall}
+            'wall_saving': 1.0 - a_wall / s_wall,
+            'async_mean_without_resets_s': mean('async', 'without_resets_s'),
+            'sync_mean_without_resets_s': mean('sync', 'without_resets_s'),
+            'saving_without_resets': 1.0 - mean('async', 'without_resets_s') /
+            mean('sync', 'without_resets_s')}
 
 
 def plot(runs, args):
