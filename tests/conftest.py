@@ -20,3 +20,11 @@ def cli_env():
 def trpo_robot_cmd():
     exe = Path(sys.executable).with_name('trpo-robot')
     return [str(exe)] if exe.exists() else [sys.executable, '-m', 'trpo_robot.cli']
+
+
+@pytest.fixture
+def emulator(tmp_path):
+    """A Dynamixel chain emulated on a pty (tests/dxl_support.py), stopped afterwards."""
+    from dxl_support import running_emulator
+    with running_emulator(tmp_path / 'ttyDXL') as emu:
+        yield emu

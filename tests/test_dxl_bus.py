@@ -22,12 +22,6 @@ IDS = (1, 2, 3)
 
 
 @pytest.fixture
-def emulator(tmp_path):
-    with running_emulator(tmp_path / 'ttyDXL') as emu:
-        yield emu
-
-
-@pytest.fixture
 def backend(emulator):
     with connected_backend(emulator) as be:
         yield be

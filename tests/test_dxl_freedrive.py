@@ -1,7 +1,7 @@
 """Freedrive resets on the Dynamixel arm through the real serial path: the lifecycle ->
 DynamixelBackend -> dynamixel-sdk -> pty -> emulated servos -> MuJoCo twin. The emulator's
 ``hand`` stands in for the operator who moves the limp arm."""
-from dxl_support import connected_backend, dxl_spec, running_emulator
+from dxl_support import connected_backend, dxl_spec
 import numpy as np
 import pytest
 
@@ -40,12 +40,6 @@ class Loop:
                 return
             self.tick()
         raise AssertionError(f'still {self.lc.phase} after {max_ticks} ticks, not {phase}')
-
-
-@pytest.fixture
-def emulator(tmp_path):
-    with running_emulator(tmp_path / 'ttyDXL') as emu:
-        yield emu
 
 
 @pytest.fixture
