@@ -50,7 +50,8 @@ def declare_arguments():
                               'YAML.'),
         DeclareLaunchArgument('real_time_factor', default_value='1.0',
                               description='Twin only: sim seconds per wall second (1 = as '
-                              'the hardware would run).'),
+                              'the hardware would run); the actor keeps time at the same '
+                              'rate.'),
     ]
 
 
@@ -62,6 +63,8 @@ def _nodes(context):
     robot_yaml = arg['config'] or _config(f'{arg["robot"]}.yaml').perform(context)
     ns = arg['namespace'].strip('/')
     common = {'use_sim_time': sim}
+    if sim:  # the actor extrapolates the twin's stamps at this rate (RosBackend.now)
+        common['real_time_factor'] = float(arg['real_time_factor'])
     if arg['task']:
         common['task'] = arg['task']
     actor = dict(common)
@@ -79,9 +82,8 @@ def _nodes(context):
              output='screen', emulate_tty=True),
     ]
     if sim:
-        twin = {**common, 'real_time_factor': float(arg['real_time_factor'])}
         nodes.insert(0, Node(package=PACKAGE, executable='twin_node', name='twin_node',
-                             namespace=ns, parameters=[robot_yaml, twin],
+                             namespace=ns, parameters=[robot_yaml, common],
                              output='screen', emulate_tty=True))
     return nodes
 

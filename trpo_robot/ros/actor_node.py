@@ -13,6 +13,7 @@ import threading
 from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Joy
 from std_msgs.msg import Float64MultiArray, String, UInt8MultiArray
@@ -46,8 +47,10 @@ class ActorNode(Node):
         self.stop_event = stop
         self.task = p.task_spec()
         spec = RobotSpec.from_urdf(urdf_path(self.task.urdf), ee_link=self.task.ee_link)
+        self._keep_driver_time()
         common = dict(state_topic=p.joint_states_topic, command_topic=p.command_topic,
-                      freedrive_topic=p.freedrive_topic, stall_timeout=p.stall_timeout)
+                      freedrive_topic=p.freedrive_topic, stall_timeout=p.stall_timeout,
+                      rate=p.real_time_factor if p.sim_clock else 1.0)
         if p.teleport:
             self.backend = SimRosBackend(self, spec.joint_names, p.driver_period,
                                          teleport_topic=p.teleport_topic, **common)
@@ -107,6 +110,15 @@ class ActorNode(Node):
             f'(from sequence {self.actor.sequence}) and '
             f'{self.pub_episodes.topic_name}, policy <- {self.sub_policy.topic_name}, '
             f'use_sim_time {self.get_parameter("use_sim_time").value}')
+
+    def _keep_driver_time(self):
+        """The actor keeps time from the driver's joint_states stamps (RosBackend.now),
+        so it turns use_sim_time off: its /clock subscription would only cost the control
+        thread the GIL on every tick."""
+        if self.get_parameter('use_sim_time').value:
+            self.set_parameters([Parameter('use_sim_time', Parameter.Type.BOOL, False)])
+            self.get_logger().info('use_sim_time: time comes from the joint_states stamps '
+                                   '(the twin stamps them with sim time), not from /clock')
 
     # -- node lifecycle (run_node) -------------------------------------------------------
 

@@ -1,8 +1,11 @@
 """RosBackend: an arm behind a ROS 2 driver (the UR driver, or twin_node) as a ``Backend``.
 
-Time is the node's clock: sim time from /clock under use_sim_time, the system clock on a
-real arm, and the driver stamps joint_states on the same clock, so the shield's stale-state
-check compares like with like.
+Time is the driver's: the stamp of the newest joint_states, advanced by the wall time
+since it arrived times ``rate`` (the twin's real-time factor; 1 on a real arm, whose driver
+stamps with the system clock). The shield's stale-state check, the lifecycle and the
+learner timeout therefore run on the clock the states are stamped with, at any speed of
+the twin, without the actor subscribing to /clock: handling a /clock message per tick in
+the executor thread held the GIL just as the control thread woke, and cost ~0.5 ms at p99.
 
 The driver's cycle is the tick. Every joint_states message marks one driver period; while
 the environment holds a command, ``advance`` answers each tick by re-publishing that same
@@ -72,9 +75,11 @@ class RosBackend:
 
     def __init__(self, node: Node, joint_names, period: float, *, state_topic: str,
                  command_topic: str, stall_timeout: float = 1.0,
-                 freedrive_topic: str = 'freedrive_mode_controller/enable_freedrive_mode'):
+                 freedrive_topic: str = 'freedrive_mode_controller/enable_freedrive_mode',
+                 rate: float = 1.0):
         self.node = node
-        self._clock = node.get_clock()
+        self._rate = float(rate)
+        self._last_now = 0.0
         self._names = tuple(joint_names)
         self._n = len(self._names)
         self._period = float(period)
@@ -117,7 +122,16 @@ class RosBackend:
         return self._period
 
     def now(self) -> float:
-        return self._clock.now().nanoseconds * 1e-9
+        """The driver's clock (see the module doc); 0 before the first joint_states. Never
+        goes back: the next stamp can be a little behind the extrapolation."""
+        state = self._state
+        if state is None:
+            return 0.0
+        now = state.stamp + (time.monotonic() - self._state_wall) * self._rate
+        if now < self._last_now:
+            return self._last_now
+        self._last_now = now
+        return now
 
     def read(self) -> JointState:
         state = self._state
