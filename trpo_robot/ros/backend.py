@@ -23,10 +23,11 @@ Timing figures, per tick: ``lateness`` from the joint_states message entering th
 process adds), ``transport`` from the driver's publish (DDS source timestamp) to that
 receipt, and ``overruns`` (driver periods that passed without a command from us).
 """
-import threading
 import time
 
 import numpy as np
+import rclpy
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import JointState as JointStateMsg
 from std_msgs.msg import Bool, Float64MultiArray
@@ -84,7 +85,6 @@ class RosBackend:
         self._n = len(self._names)
         self._period = float(period)
         self._stall = float(stall_timeout)
-        self._cond = threading.Condition()
         self._state = None
         self._state_seq = 0
         self._state_wall = 0.0
@@ -229,10 +229,9 @@ class RosBackend:
     def resync(self) -> None:
         """Take the newest reading as the current tick without counting the gap as
         overruns: after a pause that was not acting (waiting for a policy, a stall)."""
-        with self._cond:
-            self._tick_seq = self._state_seq
-            self._tick_stamp = None if self._state is None else self._state.stamp
-            self._unanswered = None
+        self._tick_seq = self._state_seq
+        self._tick_stamp = None if self._state is None else self._state.stamp
+        self._unanswered = None
 
     def timing(self) -> TimingStats:
         p50, p99 = self._lateness.percentiles()
@@ -329,9 +328,8 @@ class RosBackend:
             arrived = received if received else time.time_ns()
             self._transport.add(max(0.0, (arrived - source) * 1e-9))
         state = JointState(position=pos, velocity=vel, stamp=stamp)
-        with self._cond:
-            self._state, self._state_wall = state, wall
-            self._state_seq += 1
+        self._state_wall, self._state = wall, state  # the state last: now() reads it first
+        self._state_seq += 1
 
     def _index(self, names):
         try:
@@ -354,8 +352,6 @@ def _own_subscription(node, topic):
     It lives on a node of its own in the same context (not added to any executor), under
     the topic name ``node`` resolves (its namespace and remappings), so that only the
     control thread takes its messages."""
-    import rclpy
-    from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
     name = node.resolve_topic_name(topic)
     rx = rclpy.create_node(f'{node.get_name()}_joint_states', context=node.context,
                            namespace=node.get_namespace(), use_global_arguments=False,

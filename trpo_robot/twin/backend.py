@@ -13,7 +13,7 @@ import mujoco
 import numpy as np
 
 from trpo_robot.robot.backend import JointState
-from trpo_robot.twin.model import build_model, EE_SITE, HOME_KEY, TARGET_BODY
+from trpo_robot.twin.model import build_model, EE_SITE, HOME_KEY, release_servos, TARGET_BODY
 from trpo_robot.twin.randomization import latency_rng, noise_rng, Randomization
 from trpo_robot.twin.settings import load_settings
 
@@ -200,9 +200,7 @@ class MujocoBackend:
         velocity again. Commands sent meanwhile move nothing."""
         self._check_open()
         self.freedrive = bool(on)
-        kv = np.zeros_like(self._kv) if self.freedrive else self._kv
-        self.model.actuator_gainprm[:, 0] = kv
-        self.model.actuator_biasprm[:, 2] = -kv
+        release_servos(self.model, self._kv, self.freedrive)
         self._pending.clear()
         self.data.ctrl[:] = 0.0
 

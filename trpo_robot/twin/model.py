@@ -192,6 +192,17 @@ def _load_scene(settings: RobotSettings) -> mujoco.MjSpec:
     return scene
 
 
+def release_servos(model: mujoco.MjModel, kv: np.ndarray, limp) -> None:
+    """Let the velocity servos of the ``limp`` joints go (gain and its damping term zero)
+    and give the others back their gains ``kv`` (the model's as built): a freedrive reset
+    on the twin. Gravity compensation stays on, as a UR's freedrive or an operator's hand
+    carries the arm's weight."""
+    n = len(kv)
+    gains = np.where(np.broadcast_to(np.asarray(limp, bool), (n,)), 0.0, kv)
+    model.actuator_gainprm[:n, 0] = gains
+    model.actuator_biasprm[:n, 2] = -gains
+
+
 def _add_servos(scene: mujoco.MjSpec, settings: RobotSettings, limits: dict) -> None:
     """One velocity servo per joint, taking what speedj / Goal Velocity take: rad/s.
 

@@ -32,7 +32,7 @@ from trpo_robot.hw.emulator import protocol as p
 from trpo_robot.hw.emulator.args import add_arguments, fault_epilog
 from trpo_robot.hw.emulator.faults import apply_fault, FaultError, Faults
 from trpo_robot.hw.emulator.servo import Servo
-from trpo_robot.twin.model import build_model, HOME_KEY
+from trpo_robot.twin.model import build_model, HOME_KEY, release_servos
 
 MAX_IDLE = 0.005
 """Longest select wait, wall s: physics and watchdogs are looked at least this often."""
@@ -60,15 +60,17 @@ class Physics:
         self.dt = float(self.model.opt.timestep)
         self.time = 0.0
         self._kv = self.model.actuator_gainprm[:self.n_twin, 0].copy()
+        self._limp = (False,) * self.n_twin
 
     def set_limp(self, limp) -> None:
-        """Joints whose servo has torque off: their velocity servo exerts no force (gain
-        and damping term zero), so a push moves them. Gravity compensation stays on: on a
-        real arm the operator's hand carries the weight of a limp arm (see ``hand``)."""
-        limp = np.asarray(limp[:self.n_twin], bool)
-        kv = np.where(limp, 0.0, self._kv)
-        self.model.actuator_gainprm[:self.n_twin, 0] = kv
-        self.model.actuator_biasprm[:self.n_twin, 2] = -kv
+        """Joints whose servo has torque off: their velocity servo exerts no force, so a
+        push moves them. Gravity compensation stays on: on a real arm the operator's hand
+        carries the weight of a limp arm (see ``hand``). Called every physics step; the
+        model changes only when a servo's torque did."""
+        limp = tuple(bool(x) for x in limp[:self.n_twin])
+        if limp != self._limp:
+            self._limp = limp
+            release_servos(self.model, self._kv, limp)
 
     def move(self, index: int, position: float) -> None:
         """Put joint ``index`` at ``position``, rad, at rest (the hand has let go)."""
