@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from record import append_results
+
 RESULTS = Path(__file__).resolve().parent / 'results' / 'learning.jsonl'
 EVAL_EPISODES, EVAL_SEED = 20, 10_000
 
@@ -84,9 +86,7 @@ def spawn(impl, env, steps, seed, preset='default', overrides=None):
            '--seed', str(seed), '--preset', preset, '--overrides', json.dumps(overrides or {})]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
-    RESULTS.parent.mkdir(exist_ok=True)
-    with open(RESULTS, 'a') as f:
-        f.write(json.dumps(result) + '\n')
+    append_results(RESULTS, result)
     print(f'  {impl:5s} {env} seed {seed}: return {result["mean_return"]:9.1f}  '
           f'{result["steps_per_s"]:6.0f} steps/s  peak RSS {result["peak_rss_mb"]:.0f} MB',
           flush=True)

@@ -28,6 +28,8 @@ import time
 
 import numpy as np
 
+from record import append_results
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / 'bench' / 'results' / 'async_vs_sync.jsonl'
 PLOT = ROOT / 'bench' / 'results' / 'async_vs_sync.png'
@@ -161,14 +163,8 @@ def main():
         print(json.dumps(runs[-1]['result']), flush=True)
     summary = summarize([r['result'] for r in runs])
     print(json.dumps(summary))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS, 'a') as fh:
-        for run in runs:
-            fh.write(json.dumps(run['result']) + '\n')
-        fh.write(json.dumps(summary) + '\n')
-    with open(CURVES, 'a') as fh:
-        for run in runs:
-            fh.write(json.dumps(run) + '\n')
+    append_results(RESULTS, *[run['result'] for run in runs], summary)
+    append_results(CURVES, *runs)
     plot(runs, args)
 
 

@@ -35,6 +35,8 @@ from trpo_robot.ros import node_utils as U
 from trpo_robot.ros import params as P
 from trpo_robot.ros.monitor import Probe
 
+from record import append_results
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / 'bench' / 'results' / 'ros_reset_time.jsonl'
 OBS, ACT = 12, 2
@@ -150,9 +152,7 @@ def main():
     for mode in args.mode:
         result = measure(mode, args.episodes, args.jog)
         print(json.dumps(result), flush=True)
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        with open(RESULTS, 'a') as fh:
-            fh.write(json.dumps(result) + '\n')
+        append_results(RESULTS, result)
     return 0
 
 

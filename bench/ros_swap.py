@@ -32,6 +32,8 @@ from trpo_robot.trpo import wire
 from trpo_robot.trpo.agent import Agent
 from trpo_robot.trpo.config import preset
 
+from record import append_results
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / 'bench' / 'results' / 'ros_swap.jsonl'
 
@@ -134,9 +136,7 @@ def report(args, rows, diag0, diag):
           f'{ticks} ticks; lateness p99 {diag["lateness_p99_ms"]} ms, max '
           f'{diag["lateness_max_ms"]} ms')
     print(json.dumps(result))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS, 'a') as f:
-        f.write(json.dumps(result) + '\n')
+    append_results(RESULTS, result)
 
 
 if __name__ == '__main__':

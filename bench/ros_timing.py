@@ -29,6 +29,8 @@ from trpo_robot.ros import graph as G
 from trpo_robot.ros import params as P
 from trpo_robot.ros.monitor import Probe
 
+from record import append_results
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / 'bench' / 'results' / 'ros_timing.jsonl'
 
@@ -120,9 +122,7 @@ def main():
         'learner_updates': int(learner['updates']) - int(learner0['updates']),
         'update_s': f(learner['update_s'])}
     print(json.dumps(result))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS, 'a') as fh:
-        fh.write(json.dumps(result) + '\n')
+    append_results(RESULTS, result)
 
 
 if __name__ == '__main__':

@@ -21,6 +21,8 @@ import time
 
 import numpy as np
 
+from record import append_results
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / 'bench' / 'results' / 'ros_transport.jsonl'
 TOPIC = '/bench/episodes'
@@ -139,10 +141,7 @@ def main():
         result = run(int(min(args.episodes, max(200, 5 * rate))), rate, G.free_domain_id())
         print(json.dumps(result), flush=True)
         results.append(result)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS, 'a') as fh:
-        for r in results:
-            fh.write(json.dumps(r) + '\n')
+    append_results(RESULTS, *results)
 
 
 if __name__ == '__main__':

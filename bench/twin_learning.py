@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from record import append_results
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / 'bench' / 'results' / 'twin_learning.jsonl'
 PLOT = ROOT / 'docs' / 'img' / 'ur5_reacher_2d_learning.png'
@@ -103,9 +105,7 @@ def spawn(impl, steps, seed):
            str(seed)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
-    RESULTS.parent.mkdir(exist_ok=True)
-    with open(RESULTS, 'a') as f:
-        f.write(json.dumps(result) + '\n')
+    append_results(RESULTS, result)
     print(f'  {impl:5s} seed {seed}: final distance {100 * result["final_distance"]:.2f} cm, '
           f'success {100 * result["success_rate"]:.0f}%, {result["train_seconds"]:.0f} s',
           flush=True)
