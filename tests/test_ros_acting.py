@@ -23,13 +23,14 @@ OBS, ACT = 12, 2
 
 
 def _policy(version, seed=0, scale=1.0, obs=OBS, act=ACT, robot=ROBOT, task=TASK,
-            nan=False):
+            nan=False, batch_steps=0):
     agent = Agent(obs, act, TRPOConfig(policy_hidden=(16, 16)), seed=seed)
     snap = agent.snapshot()
     snap.layers = [(w * scale, b) for w, b in snap.layers]
     if nan:
         snap.layers[1][0][3, 4] = np.nan
-    return wire.encode_policy(snap, agent.obs_norm, version, robot=robot, task=task)
+    return wire.encode_policy(snap, agent.obs_norm, version, robot=robot, task=task,
+                              batch_steps=batch_steps)
 
 
 @pytest.fixture
@@ -183,6 +184,71 @@ def test_no_teleport_falls_back_to_driving(env):
     inbox.offer(_policy(0))
     actor.episode(threading.Event())
     assert env.drive_resets and actor.stats.teleport_fallbacks == 1 and len(sent) == 1
+
+
+def _lifecycle_actor(env, **kwargs):
+    """An actor whose lifecycle owns the arm between episodes, as in actor_node."""
+    import logging
+    from trpo_robot.robot.lifecycle import EpisodeLifecycle
+    inbox = PolicyInbox(OBS, ACT, robot=ROBOT, task=TASK, max_bytes=200_000)
+    sent = []
+    lifecycle = EpisodeLifecycle.for_env(env, logger=logging.getLogger('test.sync'))
+    actor = Actor(env, inbox, sent.append, robot=ROBOT, task=TASK, actor_id='/t#1', seed=3,
+                  lifecycle=lifecycle, teleport=True, **kwargs)
+    return actor, inbox, sent
+
+
+def _cycle_until(actor, done, limit=20_000):
+    stop = threading.Event()
+    for _ in range(limit):
+        if done():
+            return
+        actor._cycle(stop, None)
+    raise AssertionError('condition not reached')
+
+
+@pytest.mark.parametrize('synchronous', [True, False])
+def test_a_synchronous_actor_holds_the_arm_after_a_batch_until_the_next_version(
+        env, synchronous):
+    steps = env.task.episode_steps
+    actor, inbox, sent = _lifecycle_actor(env, synchronous=synchronous)
+    inbox.offer(_policy(0, batch_steps=steps + 1))  # two episodes make a batch
+    _cycle_until(actor, lambda: len(sent) == 2)
+    t_hold = env.backend.now()
+    _cycle_until(actor, lambda: env.backend.now() - t_hold > 3.0 or len(sent) > 2)
+    if not synchronous:  # asynchronous: acting goes on with the version it has
+        assert [_decode(b)[0].policy_version for b in sent] == [0, 0, 0]
+        assert actor.stats.held_for_updates == 0
+        return
+    assert len(sent) == 2 and actor.stats.held_for_updates == 1
+    assert actor.stats.phase == 'holding for the learner (synchronous)'
+    assert np.abs(env.backend.read().velocity).max() < 0.01  # at rest (sensor noise ~1e-3)
+    inbox.offer(_policy(1, seed=1, batch_steps=steps + 1))
+    _cycle_until(actor, lambda: actor.stats.held_for_updates == 2)
+    assert [_decode(b)[0].policy_version for b in sent] == [0, 0, 1, 1]
+    held = [_decode(b)[1]['extra']['held_seconds'] for b in sent]
+    assert held[:2] == [0.0, 0.0] and held[2] > 2.0 and held[3] == 0.0  # robot time
+    assert actor.stats.held_seconds == pytest.approx(held[2])
+
+
+def test_a_synchronous_actor_gives_up_waiting_after_the_hold_timeout(env):
+    steps = env.task.episode_steps
+    logs = []
+    actor, inbox, sent = _lifecycle_actor(env, synchronous=True, hold_timeout=2.0,
+                                          log=logs.append)
+    inbox.offer(_policy(0, batch_steps=steps))
+    _cycle_until(actor, lambda: actor.stats.held_for_updates == 2)
+    assert [_decode(b)[0].policy_version for b in sent] == [0, 0]
+    assert any('no policy after version 0 within 2 s' in text for text in logs)
+
+
+def test_the_learners_policy_says_its_batch():
+    agent = Agent(OBS, ACT, TRPOConfig(policy_hidden=(16, 16), batch_steps=777), seed=0)
+    from trpo_robot.trpo.learner import AsyncLearner
+    inbox = PolicyInbox(OBS, ACT, robot=ROBOT, task=TASK, max_bytes=200_000)
+    assert inbox.offer(AsyncLearner(agent, robot=ROBOT, task=TASK).policy_blob()) == \
+        'accepted'
+    assert inbox.latest().batch_steps == 777
 
 
 # ---------------------------------------------------------------- learner core

@@ -39,6 +39,8 @@ class LoadedPolicy:
     """time.monotonic() when it was decoded, validated and ready."""
     received_graph: float = 0.0
     """The graph clock (sim time under use_sim_time) at arrival: learner liveness."""
+    batch_steps: int = 0
+    """The learner's batch (0: not said): how long a synchronous actor acts on it."""
 
     def act(self, raw_obs, rng):
         obs = self.norm(raw_obs)
@@ -93,7 +95,7 @@ class PolicyInbox:
             self._log(f'policy version went back from {current.version} to {version}: '
                       'taking it (a restarted learner?)')
         self._latest = LoadedPolicy(snapshot, norm, version, received, time.monotonic(),
-                                    graph_time)
+                                    graph_time, info['batch_steps'])
         self.accepted += 1
         return 'accepted'
 
@@ -110,6 +112,10 @@ class ActorStats:
     stored: int = 0
     store_failures: int = 0
     teleports: int = 0
+    held_for_updates: int = 0
+    held_seconds: float = 0.0
+    """Synchronous runs: robot (graph) time the arm stood at rest waiting for the learner;
+    each episode's extra says the part before it (held_seconds), as reset_seconds."""
     last_return: float = float('nan')
     last_distance: float = float('nan')
     returns: list = field(default_factory=list)
@@ -173,11 +179,17 @@ class Actor:
     swap_at='episode': a new policy is taken between episodes, so every episode is acted by
     one version. swap_at='tick': before any agent step; the episode is cut at the swap into
     segments, each carrying its own version, so the learner's importance ratios stay right.
+
+    synchronous=True is the baseline asynchrony is measured against (SenseAct's way): after
+    a learner batch of steps on one version, the arm waits at rest, READY, until the learner
+    has updated and the next version has arrived. A wait longer than ``hold_timeout`` (graph
+    seconds) gives up and acts on, saying so, so a learner that dropped an episode (or
+    died) never parks the arm for good.
     """
 
     def __init__(self, env, inbox: PolicyInbox, publish, *, robot, task, actor_id, seed=0,
                  swap_at='episode', on_swap=None, log=None, store=None, lifecycle=None,
-                 teleport=False):
+                 teleport=False, synchronous=False, hold_timeout=300.0):
         if swap_at not in ('episode', 'tick'):
             raise ValueError(f"swap_at must be 'episode' or 'tick', got {swap_at!r}")
         self.env, self.inbox, self.publish = env, inbox, publish
@@ -200,6 +212,11 @@ class Actor:
         self.teleport = teleport
         """An auto reset teleports the twin to the lifecycle's goal instead of driving."""
         self._teleported = None
+        self.synchronous, self.hold_timeout = synchronous, hold_timeout
+        self._steps_on_policy = 0
+        self._held_since = None
+        """Graph time when the current hold began; None while not holding."""
+        self._held_before_episode = 0.0
         self.outbox = None
         """An Outbox: record and publish off the control thread (see Outbox)."""
         self.stats = ActorStats()
@@ -215,7 +232,7 @@ class Actor:
             if self.lifecycle is not None:
                 self._cycle(stop, idle)
                 continue
-            if self.inbox.latest() is None:
+            if self.inbox.latest() is None or self._holding():
                 self.stats.phase = 'waiting for a policy'
                 if idle:
                     idle()
@@ -230,7 +247,8 @@ class Actor:
         """One step of the lifecycle loop: an episode when READY with a policy, else one
         driver period of the lifecycle's own (shielded) command."""
         lc = self.lifecycle
-        if lc.phase is Phase.READY and not lc.paused and self.inbox.latest() is not None:
+        if lc.phase is Phase.READY and not lc.paused and self.inbox.latest() is not None \
+                and not self._holding():
             try:
                 lc.start_episode()
             except LifecycleError:
@@ -242,7 +260,8 @@ class Actor:
                     self._fault(fault, stop, idle)
                 return
         try:
-            self.stats.phase = lc.phase.value
+            self.stats.phase = lc.phase.value if self._held_since is None else \
+                'holding for the learner (synchronous)'
             self._maybe_teleport(lc)
             command = lc.tick(self.backend.read())
             if command is not None:
@@ -253,6 +272,34 @@ class Actor:
                 self.backend.advance(self.backend.period)
         except BackendFault as fault:
             self._fault(fault, stop, idle)
+
+    def _holding(self) -> bool:
+        """Synchronous runs: True while the arm must wait for the learner's next version."""
+        if not self.synchronous or self.policy is None:
+            return False
+        batch = self.policy.batch_steps
+        due = batch > 0 and self._steps_on_policy >= batch
+        if not due or self.inbox.latest() is not self.policy:
+            self._end_hold()
+            return False
+        now = self.backend.now()
+        if self._held_since is None:
+            self._held_since = now
+            self.stats.held_for_updates += 1
+        elif now - self._held_since > self.hold_timeout:
+            self._log(f'synchronous: no policy after version {self.policy.version} within '
+                      f'{self.hold_timeout:g} s; acting another batch on it')
+            self._steps_on_policy = 0
+            self._end_hold()
+            return False
+        return True
+
+    def _end_hold(self):
+        if self._held_since is not None:
+            held = self.backend.now() - self._held_since
+            self.stats.held_seconds += held
+            self._held_before_episode += held
+            self._held_since = None
 
     def _fault(self, fault, stop, idle):
         lc = self.lifecycle
@@ -396,6 +443,7 @@ class Actor:
             return None
         previous = self.policy.version if self.policy is not None else -1
         self.policy = new
+        self._steps_on_policy = 0
         self.stats.swaps += 1
         return new, previous, time.monotonic(), step_in_episode
 
@@ -413,7 +461,9 @@ class Actor:
         finds it on disk when it resumes."""
         extra = {'final_distance': float(info.get('distance', math.nan)),
                  'success': bool(info.get('is_success', False)), 'partial': partial,
-                 'reset_seconds': self._reset_seconds()}
+                 'reset_seconds': self._reset_seconds(),
+                 'held_seconds': self._held_before_episode}
+        self._held_before_episode = 0.0
         if episode_return is not None:
             extra['episode_return'] = float(episode_return)
         if not math.isfinite(extra['final_distance']):
@@ -424,6 +474,8 @@ class Actor:
         sequence, self.sequence = self.sequence, self.sequence + 1
         self.stats.segments += 1
         self.stats.steps += len(segment)
+        if not aborted:
+            self._steps_on_policy += len(segment)
         if self.outbox is not None:
             self.outbox.put(blob, sequence)
         else:

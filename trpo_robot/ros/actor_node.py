@@ -79,7 +79,8 @@ class ActorNode(Node):
                            task=self.task.name, actor_id=self.actor_id, seed=p.seed,
                            swap_at=p.swap_at, on_swap=self._on_swap,
                            log=lambda text: self._warn('actor', text), store=self.store,
-                           teleport=p.teleport)
+                           teleport=p.teleport, synchronous=p.synchronous,
+                           hold_timeout=p.learner_timeout)
         self.actor.outbox = Outbox(self.actor)
         self.realtime = False
         self.last_swap = None
@@ -106,7 +107,8 @@ class ActorNode(Node):
         self.get_logger().info(
             f'actor {self.actor_id}: task {self.task.name}, agent step '
             f'{self.env.dt * 1e3:.0f} ms = {self.env.periods_per_step} driver periods, '
-            f'swap at {p.swap_at}, reset by {p.reset_mode}, episodes -> {p.episode_dir} '
+            f'swap at {p.swap_at}, reset by {p.reset_mode}, '
+            f'{"synchronous" if p.synchronous else "asynchronous"}, episodes -> {p.episode_dir} '
             f'(from sequence {self.actor.sequence}) and '
             f'{self.pub_episodes.topic_name}, policy <- {self.sub_policy.topic_name}, '
             f'use_sim_time {self.get_parameter("use_sim_time").value}')
@@ -240,7 +242,8 @@ class ActorNode(Node):
             teleport_fallbacks=s.teleport_fallbacks, publish_failures=s.publish_failures,
             stored=s.stored, store_failures=s.store_failures, sequence=self.actor.sequence,
             reset_ticks=getattr(b, 'reset_ticks', 0), teleports=s.teleports,
-            freedrive=b.freedrive)
+            freedrive=b.freedrive, synchronous=self.actor.synchronous,
+            held_for_updates=s.held_for_updates, held_s=s.held_seconds)
         level = U.OK if s.aborted == 0 and b.stalls == 0 and s.store_failures == 0 else U.WARN
         learner_text, learner_level, policy = self._learner_state()
         swap = self.last_swap

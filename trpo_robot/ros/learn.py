@@ -51,6 +51,8 @@ def add_parser(sub):
     p.add_argument('--learner-config', default=None, help='learner parameter file (default '
                    'config/learner.yaml)')
     p.add_argument('--seed', type=int, default=None, help='default: seed of the YAML')
+    p.add_argument('--synchronous', action='store_true',
+                   help='baseline: the arm waits at rest while the learner updates')
     p.add_argument('--resume', default=None, metavar='DIR',
                    help='continue the run in DIR (an earlier --out): its checkpoint, policy '
                    'version, step count and episode sequence, learning first from the '
@@ -93,6 +95,8 @@ def prepare(args):
             values['seed'] = args.seed
         if args.steps:
             values['budget_steps'] = args.steps
+        if getattr(args, 'synchronous', False):
+            values['synchronous'] = True
         resume = getattr(args, 'resume', None)
         out = Path(args.out or resume or f'runs/learn_{P.build(P.RobotParams, values).task}')
         values['episode_dir'] = str((out / 'episodes').resolve())
@@ -210,13 +214,17 @@ class Run:
         timing = (f'lateness p99 {_f(a.get("lateness_p99_ms"), 2)} max '
                   f'{_f(a.get("lateness_max_ms"), 1)} ms, overruns {a.get("overruns", "?")}, '
                   f'stops {t.get("watchdog_stops", "?")}, rtf {_f(t.get("measured_rtf"), 1)}')
+        if self.rp.synchronous:
+            timing += f', arm held for updates {_f(a.get("held_s"), 1)} s'
         return (f'[{steps:>7d}/{budget} {100 * steps / budget:3.0f}%] v{pr["version"]:<4} '
                 f'ep {pr["episodes"]:>5} return {_f(pr["mean_return"], 2):>7} '
                 f'success {_f(pr["success_rate"], 2)} update {_f(pr["update_s"], 2)} s | '
                 f'{timing} | {_fmt(elapsed)} (budget ETA {eta})')
 
     def title(self):
-        return f'{self.rp.task} on the {self.rp.robot} twin at {self.rp.real_time_factor:g}x'
+        mode = ', synchronous' if self.rp.synchronous else ''
+        return (f'{self.rp.task} on the {self.rp.robot} twin at '
+                f'{self.rp.real_time_factor:g}x{mode}')
 
     def finish(self, codes):
         if self.monitor is not None:

@@ -61,6 +61,10 @@ class RobotParams:
     'auto' (a move through the shield), 'teleop' (an operator jogs it with a gamepad or
     `trpo-robot teleop-keyboard`, then confirms) or 'freedrive' (moved by hand, then
     confirmed). Changeable at run time through the actor's services."""
+    synchronous: bool = False
+    """The baseline, not the product: after each learner batch of steps (the learner says
+    its batch_steps with every policy) the arm waits at rest until the next version
+    arrives, as SenseAct ran TRPO. False: acting never waits for learning."""
     teleport: bool = True
     """Twin only: an 'auto' reset asks the twin to place the arm at the start pose instead
     of driving there (falls back to driving when nobody serves the teleport topic, e.g. on

@@ -90,4 +90,5 @@ class AsyncLearner:
 
     def policy_blob(self) -> bytes:
         return wire.encode_policy(self.agent.snapshot(), self.agent.obs_norm,
-                                  self.agent.version, robot=self.robot, task=self.task)
+                                  self.agent.version, robot=self.robot, task=self.task,
+                                  batch_steps=self.agent.config.batch_steps)

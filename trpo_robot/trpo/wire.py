@@ -16,6 +16,7 @@ from .networks import PolicySnapshot, RunningNorm
 SCHEMA_VERSION = '1'
 MAX_BLOB_BYTES = 16 * 1024 * 1024
 MAX_EPISODE_STEPS = 100_000
+MAX_BATCH_STEPS = 10_000_000
 EPISODE_KIND, POLICY_KIND = 'trpo_robot.episode', 'trpo_robot.policy'
 
 
@@ -122,7 +123,9 @@ def decode_episode(blob, obs_dim, act_dim, max_bytes=MAX_BLOB_BYTES):
 # ---------------------------------------------------------------- policies
 
 def encode_policy(snapshot: PolicySnapshot, norm: RunningNorm, version: int, *, robot='',
-                  task='') -> bytes:
+                  task='', batch_steps=0) -> bytes:
+    """``batch_steps``: the learner's batch, so that an actor run synchronously knows how
+    many steps the next version needs (0: not said)."""
     tensors = {'log_std': snapshot.log_std.astype(np.float32),
                'norm_mean': norm.mean.astype(np.float64),
                'norm_var': norm.var.astype(np.float64)}
@@ -132,7 +135,8 @@ def encode_policy(snapshot: PolicySnapshot, norm: RunningNorm, version: int, *, 
     meta = {'kind': POLICY_KIND, 'schema': SCHEMA_VERSION, 'policy_version': str(int(version)),
             'robot': robot, 'task': task, 'layers': str(len(snapshot.layers)),
             'norm_clip': repr(float(norm.clip)),
-            'normalize': 'false' if type(norm).__name__ == 'IdentityNorm' else 'true'}
+            'normalize': 'false' if type(norm).__name__ == 'IdentityNorm' else 'true',
+            'batch_steps': str(int(batch_steps))}
     return st_save(tensors, metadata=meta)
 
 
@@ -155,7 +159,9 @@ def decode_policy(blob, obs_dim, act_dim, max_bytes=MAX_BLOB_BYTES, max_layers=8
     log_std = _require(t, 'log_std', np.float32, (act_dim,))
     norm = _decode_norm(t, meta, obs_dim)
     info = {'policy_version': _int_meta(meta, 'policy_version'),
-            'robot': meta.get('robot', ''), 'task': meta.get('task', '')}
+            'robot': meta.get('robot', ''), 'task': meta.get('task', ''),
+            'batch_steps': (_int_meta(meta, 'batch_steps', 0, MAX_BATCH_STEPS)
+                            if 'batch_steps' in meta else 0)}
     return PolicySnapshot(layers, log_std), norm, info
 
 
