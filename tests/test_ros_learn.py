@@ -41,6 +41,36 @@ def test_the_graph_learns_the_dxl_reacher(tmp_path, trpo_robot_cmd, cli_env):
     assert (out / 'params' / 'robot.yaml').exists()
 
 
+def test_synchronous_runs_act_one_batch_per_version_and_wait_for_each_update(
+        tmp_path, trpo_robot_cmd, cli_env):
+    """--synchronous, the baseline of bench/ros_async_vs_sync.py: every version acts one
+    learner batch, then the arm waits (held_seconds before the next version's first
+    episode) and no episode is ever stale."""
+    from trpo_robot.store import EpisodeStore
+    from trpo_robot.trpo import wire
+    out, batch = tmp_path / 'run', 600
+    cmd = trpo_robot_cmd + ['learn', '--robot', 'dxl', '--task', 'reacher', '--steps', '2400',
+                            '--rtf', '8', '--seed', '1', '--out', str(out), '--synchronous',
+                            '--learner-config', str(_learner_yaml(tmp_path, batch))]
+    result = subprocess.run(cmd, env=cli_env, capture_output=True, text=True, timeout=360)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'arm held for updates' in result.stdout
+    episodes = []
+    for _, _, path in EpisodeStore(out / 'episodes').episodes():
+        segment, info = wire.decode_episode(EpisodeStore.read(path), 12, 2)
+        episodes.append((segment.policy_version, len(segment), info['extra']['held_seconds']))
+    versions = [v for v, _, _ in episodes]
+    assert versions == sorted(versions) and versions[-1] >= 3, episodes
+    longest = max(n for _, n, _ in episodes)
+    for v in range(versions[-1]):
+        acted = sum(n for version, n, _ in episodes if version == v)
+        assert batch <= acted < batch + longest, (v, episodes)
+    first = {v: versions.index(v) for v in set(versions)}
+    for i, (v, _, held) in enumerate(episodes):  # the arm waited before each new version
+        assert (held > 0.0) == (v >= 1 and i == first[v]), (i, episodes)
+    assert all(r['stale'] == 0 for r in read_progress(out / 'progress.csv'))
+
+
 def test_ctrl_c_stops_the_arm_writes_a_checkpoint_and_exits_0(tmp_path, trpo_robot_cmd,
                                                               cli_env):
     out = tmp_path / 'run'
