@@ -6,7 +6,8 @@ learner batch the actor holds the arm at rest until the next version arrives, as
 ran TRPO. Same processes, same resets, same transport, same seed and the same number of
 steps (the success-rate stop is switched off, so the budget is the run): the only
 difference is whether the arm waits for learning. Each final policy is evaluated
-deterministically on the in-process twin (mean final distance over 50 fixed episodes).
+deterministically on the in-process twin (mean final distance over 50 fixed episodes);
+the training curve's final distance (episodes of the last 12k steps) is the second measure.
 Wall-clock time of robot use is compared from the first update to the last (the same
 learned steps, without the graph's start-up). One seed is one sample of a noisy learning
 outcome, so the comparison is over several seeds: the mean final distance of each mode and
@@ -35,6 +36,9 @@ PLOT = ROOT / 'bench' / 'results' / 'async_vs_sync.png'
 CURVES = ROOT / 'bench' / 'results' / 'async_vs_sync_curves.jsonl'
 TASK = 'ur5_reacher_2d'
 EVAL_EPISODES, EVAL_SEED = 50, 70_000
+TAIL_STEPS = 12_000
+"""Training-curve final distance: the mean over the updates of the last ~10% of the steps
+(about 120 episodes, acted with exploration noise)."""
 MODES = ('async', 'sync')
 
 
@@ -91,7 +95,9 @@ def main():
     ap.add_argument('--rtf', type=float, default=8.0)
     ap.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     ap.add_argument('--reuse', action='store_true',
-                    help='keep finished runs/bench_{async,sync}_seedN; run the rest')
+                    help='keep finished bench_{async,sync}_seedN runs; run the rest')
+    ap.add_argument('--runs', type=Path, default=ROOT / 'runs',
+                    help='folder of the runs (default runs/)')
     args = ap.parse_args()
     runs = []
     for seed in args.seeds:
@@ -111,7 +117,7 @@ def compare(args, seed):
     from trpo_robot.trpo import checkpoint
     result, curves = {'task': TASK, 'rtf': args.rtf, 'seed': seed}, {}
     for mode in MODES:
-        out = ROOT / 'runs' / f'bench_{mode}_seed{seed}'
+        out = args.runs / f'bench_{mode}_seed{seed}'
         if not (args.reuse and (out / 'checkpoint' / 'meta.json').is_file()):
             run_graph(args.steps, args.rtf, seed, out, synchronous=mode == 'sync')
         agent, _ = checkpoint.load(out / 'checkpoint')
@@ -122,7 +128,10 @@ def compare(args, seed):
                         'update_s': float(sum(r['update_s'] for r in rows)),
                         'reset_robot_s': stored_seconds(out, 'reset_seconds'),
                         'held_robot_s': stored_seconds(out, 'held_seconds'),
-                        'eval_final_distance': evaluate(agent)}
+                        'eval_final_distance': evaluate(agent),
+                        'train_final_distance': float(np.mean(
+                            [r['final_distance'] for r in rows
+                             if r['steps'] > rows[-1]['steps'] - TAIL_STEPS]))}
     return {'result': result, 'async_curve': curves['async'], 'sync_curve': curves['sync']}
 
 
@@ -134,6 +143,8 @@ def summarize(results):
         return np.array([r[mode][key] for r in results])
     a_dist, s_dist = values('async', 'eval_final_distance'), values('sync',
                                                                     'eval_final_distance')
+    a_train, s_train = values('async', 'train_final_distance'), values(
+        'sync', 'train_final_distance')
     a_span, s_span = values('async', 'span_s'), values('sync', 'span_s')
     return {'summary': True, 'seeds': [r['seed'] for r in results],
             'steps': [r['async']['steps'] for r in results],
@@ -142,6 +153,11 @@ def summarize(results):
             'distance_ratio': float(a_dist.mean() / s_dist.mean()),
             'distance_ratio_per_seed': [float(x) for x in a_dist / s_dist],
             'distance_ratio_95ci': bootstrap_ratio(a_dist, s_dist),
+            'async_mean_train_final_distance': float(a_train.mean()),
+            'sync_mean_train_final_distance': float(s_train.mean()),
+            'train_distance_ratio': float(a_train.mean() / s_train.mean()),
+            'train_distance_ratio_per_seed': [float(x) for x in a_train / s_train],
+            'train_distance_ratio_95ci': bootstrap_ratio(a_train, s_train),
             'async_mean_span_s': float(a_span.mean()),
             'sync_mean_span_s': float(s_span.mean()),
             'wall_saving': float(1.0 - a_span.mean() / s_span.mean()),
@@ -151,10 +167,11 @@ def summarize(results):
 
 
 def bootstrap_ratio(a, b, draws=10_000):
-    """95% interval of mean(a) / mean(b), the seeds resampled with replacement."""
+    """95% interval of mean(a) / mean(b), the seeds (pairs: one seed, both modes)
+    resampled with replacement."""
     rng = np.random.default_rng(0)
-    ratios = (a[rng.integers(0, len(a), (draws, len(a)))].mean(1) /
-              b[rng.integers(0, len(b), (draws, len(b)))].mean(1))
+    pick = rng.integers(0, len(a), (draws, len(a)))
+    ratios = a[pick].mean(1) / b[pick].mean(1)
     return [float(x) for x in np.percentile(ratios, [2.5, 97.5])]
 
 

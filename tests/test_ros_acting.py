@@ -242,6 +242,27 @@ def test_a_synchronous_actor_gives_up_waiting_after_the_hold_timeout(env):
     assert any('no policy after version 0 within 2 s' in text for text in logs)
 
 
+@pytest.mark.parametrize('failures, teleport_after', [(1, True), (99, False)])
+def test_a_failed_teleport_drives_that_reset_and_gives_up_only_when_it_keeps_failing(
+        env, failures, teleport_after):
+    teleport, calls = env.backend.reset_state, []
+
+    def lost_at_first(position, velocity=None):
+        calls.append(1)
+        if len(calls) <= failures:
+            raise TeleportUnavailable('the twin did not teleport within 50 driver periods')
+        teleport(position, velocity)
+    env.backend.reset_state = lost_at_first
+    actor, inbox, sent = _lifecycle_actor(env)
+    inbox.offer(_policy(0))
+    _cycle_until(actor, lambda: len(sent) == 5)
+    assert actor.teleport is teleport_after
+    if teleport_after:  # the start-up reset drove, the next four teleported
+        assert (actor.stats.teleport_fallbacks, actor.stats.teleports) == (1, 4)
+    else:
+        assert (actor.stats.teleport_fallbacks, actor.stats.teleports) == (3, 0)
+
+
 def test_the_learners_policy_says_its_batch():
     agent = Agent(OBS, ACT, TRPOConfig(policy_hidden=(16, 16), batch_steps=777), seed=0)
     from trpo_robot.trpo.learner import AsyncLearner

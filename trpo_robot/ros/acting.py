@@ -21,6 +21,12 @@ from trpo_robot.trpo import wire
 from trpo_robot.trpo.rollout import EpisodeRecorder
 
 
+TELEPORT_ATTEMPTS = 3
+"""Auto resets in a row whose teleport failed before the actor drives every reset: one
+failure can be a request lost in DDS discovery at start-up (the driven reset then costs
+~2 s of robot time, not every reset of the run)."""
+
+
 class TeleportUnavailable(RuntimeError):
     """A backend's reset_state cannot be served (no twin on the topic, or it did not move);
     the actor then resets by driving the arm."""
@@ -212,6 +218,7 @@ class Actor:
         self.teleport = teleport
         """An auto reset teleports the twin to the lifecycle's goal instead of driving."""
         self._teleported = None
+        self._teleport_failures = 0
         self.synchronous, self.hold_timeout = synchronous, hold_timeout
         self._steps_on_policy = 0
         self._held_since = None
@@ -332,10 +339,16 @@ class Actor:
         try:
             self.backend.reset_state(goal)
             self.stats.teleports += 1
+            self._teleport_failures = 0
         except TeleportUnavailable as e:
-            self.teleport = False
             self.stats.teleport_fallbacks += 1
-            self._log(f'{e}: auto resets drive the arm from now on')
+            self._teleport_failures += 1
+            if self._teleport_failures < TELEPORT_ATTEMPTS:
+                self._log(f'{e}: this reset drives the arm, the next one teleports again')
+                return
+            self.teleport = False
+            self._log(f'{e} ({TELEPORT_ATTEMPTS} resets in a row): auto resets drive the '
+                      'arm from now on')
 
     def episode(self, stop: threading.Event):
         """Reset, act one episode, publish it. A stop request or a backend fault ends it

@@ -67,8 +67,9 @@ class RobotParams:
     arrives, as SenseAct ran TRPO. False: acting never waits for learning."""
     teleport: bool = True
     """Twin only: an 'auto' reset asks the twin to place the arm at the start pose instead
-    of driving there (falls back to driving when nobody serves the teleport topic, e.g. on
-    a real arm). The lifecycle still checks the pose and the rest before READY."""
+    of driving there (a reset whose teleport fails drives; after 3 in a row, e.g. nobody
+    serves the teleport topic on a real arm, every reset drives). The lifecycle still
+    checks the pose and the rest before READY."""
     reset_timeout: float = 120.0
     """teleop and freedrive resets: s without operator activity before the arm is held
     (HOLD) with a log line saying what to do."""
