@@ -96,6 +96,19 @@ def test_bad_policy_blobs_are_refused():
         wire.decode_policy(_tamper(good, tensors={'norm_var': -np.ones(OBS)}), OBS, ACT)
     with pytest.raises(wire.WireError, match='blob kind'):
         wire.decode_policy(GOOD, OBS, ACT)
+    with pytest.raises(wire.WireError, match='batch_steps'):
+        wire.decode_policy(_tamper(good, meta={'batch_steps': '-5'}), OBS, ACT)
+
+
+def test_a_policy_says_its_batch_and_an_older_blob_without_it_reads_as_unsaid():
+    agent = Agent(OBS, ACT, TRPOConfig(policy_hidden=(8,)), seed=0)
+    blob = wire.encode_policy(agent.snapshot(), agent.obs_norm, 1, batch_steps=2048)
+    assert wire.decode_policy(blob, OBS, ACT)[2]['batch_steps'] == 2048
+    from safetensors.numpy import load
+    header = json.loads(blob[8:8 + int.from_bytes(blob[:8], 'little')])
+    meta = {k: v for k, v in header['__metadata__'].items() if k != 'batch_steps'}
+    older = st_save(load(blob), metadata=meta)
+    assert wire.decode_policy(older, OBS, ACT)[2]['batch_steps'] == 0
 
 
 def test_learner_counts_every_blob_and_drops_stale_episodes():
