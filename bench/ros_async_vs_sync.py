@@ -78,15 +78,15 @@ def progress(out):
     return read_progress(Path(out) / 'progress.csv')
 
 
-def stored_seconds(out, key):
-    """Robot time summed over the recorded episodes' extra[key] (reset_seconds,
-    held_seconds), the start-up's first episode left out."""
+def stored_seconds(out, keys=('reset_seconds', 'held_seconds')):
+    """Robot time summed over the recorded episodes' extra[key] for each key, the
+    start-up's first episode left out; the store is read once."""
     from trpo_robot.store import EpisodeStore
     from trpo_robot.trpo import wire
     store = EpisodeStore(Path(out) / 'episodes')
-    seconds = [wire.decode_episode(store.read(path), 12, 2)[1]['extra'].get(key, 0.0)
-               for _, _, path in store.episodes()]
-    return float(sum(seconds[1:]))
+    extras = [wire.decode_episode(store.read(path), 12, 2)[1]['extra']
+              for _, _, path in store.episodes()]
+    return {key: float(sum(e.get(key, 0.0) for e in extras[1:])) for key in keys}
 
 
 def main():
@@ -122,12 +122,13 @@ def compare(args, seed):
             run_graph(args.steps, args.rtf, seed, out, synchronous=mode == 'sync')
         agent, _ = checkpoint.load(out / 'checkpoint')
         rows = progress(out)
+        stored = stored_seconds(out)
         curves[mode] = [(r['wall_s'], r['steps'], r['final_distance']) for r in rows]
         result[mode] = {'steps': agent.total_steps, 'wall_s': rows[-1]['wall_s'],
                         'span_s': rows[-1]['wall_s'] - rows[0]['wall_s'],
                         'update_s': float(sum(r['update_s'] for r in rows)),
-                        'reset_robot_s': stored_seconds(out, 'reset_seconds'),
-                        'held_robot_s': stored_seconds(out, 'held_seconds'),
+                        'reset_robot_s': stored['reset_seconds'],
+                        'held_robot_s': stored['held_seconds'],
                         'eval_final_distance': evaluate(agent),
                         'train_final_distance': float(np.mean(
                             [r['final_distance'] for r in rows
