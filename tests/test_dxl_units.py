@@ -89,6 +89,17 @@ def test_servo_watchdog_stops_it_and_locks_the_goals():
     assert servo.write(REG['goal_velocity'].address, goal, 0.2) == 0
 
 
+def test_servo_watchdog_stops_a_servo_in_position_mode_where_it_is():
+    servo = Servo(1)  # factory: position mode
+    servo.write(REG['torque_enable'].address, b'\x01', 0.0)
+    servo.write(REG['bus_watchdog'].address, b'\x01', 0.0)  # 20 ms
+    servo.write(REG['goal_position'].address, bytes(units.to_bytes(3000, 4)), 0.0)
+    assert servo.velocity_command() > 0
+    assert servo.check_watchdog(0.03)
+    assert servo.velocity_command() == 0 and servo.torque  # stopped, still holding
+    assert servo.get('goal_position') == servo.get('present_position')
+
+
 def test_servo_hardware_error_shuts_down_until_reboot():
     servo = Servo(1)
     servo.write(REG['torque_enable'].address, b'\x01', 0.0)

@@ -94,6 +94,8 @@ class DynamixelBackend:
         self.current = np.zeros(len(self.ids))
         """Present Current of each servo at the last read, A."""
         self.lateness = 0.0
+        self.cycle_time = 0.0
+        """s the last bus cycle spent on the wire (its write and read, not its wait)."""
         self.counters = {'cycles': 0, 'watchdog_rearms': 0, 'watchdog_trips': 0,
                          'pauses': 0, 'health_reads': 0, 'freedrive_ignored': 0}
         if connect:
@@ -129,9 +131,11 @@ class DynamixelBackend:
             self._guarded(self._read_state)
         return self._state
 
-    def send_velocity(self, v) -> None:
+    def send_velocity(self, v, at_once: bool = True) -> None:
         """Command joint velocities, rad/s (saturated at the URDF limit); sent at once and
-        re-sent every bus cycle until the next command."""
+        re-sent every bus cycle until the next command. ``at_once=False`` leaves the first
+        write to the next cycle, as a driver whose loop owns the bus does (one write per
+        cycle, a command waits at most one period)."""
         self._check_usable()
         v = np.asarray(v, float)
         if v.shape != (len(self.ids),) or not np.all(np.isfinite(v)):
@@ -142,7 +146,8 @@ class DynamixelBackend:
             self.counters['freedrive_ignored'] += bool(np.any(v))
             return
         self._goal = units.velocity_to_raw(v, self._dir, self._limit_raw)
-        self._guarded(self._write_goal)
+        if at_once:
+            self._guarded(self._write_goal)
 
     def set_freedrive(self, on: bool) -> None:
         """Freedrive reset (the lifecycle's hook): ``on`` makes the arm limp so that the
@@ -330,12 +335,14 @@ class DynamixelBackend:
             self.counters['pauses'] += self._last_cycle is not None
             self._loop.start()  # a pause of the caller (an update, a reset): not an overrun
         deadline = self._loop.wait()
-        self.lateness = (time.monotonic() - deadline) * self.time_scale
+        woke = time.monotonic()
+        self.lateness = (woke - deadline) * self.time_scale
         self._write_goal()
         if self.now() >= self._next_health:
             self._health_read()
         else:
             self._read_state()
+        self.cycle_time = (time.monotonic() - woke) * self.time_scale
         self.counters['cycles'] += 1
         self._last_cycle = self.now()
 

@@ -110,12 +110,14 @@ class Servo:
         return self.last_instruction + timeout
 
     def check_watchdog(self, now: float) -> bool:
-        """Fire the watchdog if it is due: stop, and Bus Watchdog reads -1."""
+        """Fire the watchdog if it is due: stop where it is in any mode (torque stays on),
+        and Bus Watchdog reads -1."""
         deadline = self.watchdog_deadline()
         if deadline is None or now <= deadline:
             return False
         self.mem[REG['bus_watchdog'].address] = units.WATCHDOG_TRIPPED
         self.set('goal_velocity', 0)
+        self.set('goal_position', self.get('present_position'))  # position modes hold here
         self.tripped_at = deadline
         return True
 
