@@ -19,6 +19,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import UInt8MultiArray
 
+from trpo_robot.robot.backend import BackendFault
 from trpo_robot.ros import params as P
 
 # ---------------------------------------------------------------- QoS
@@ -196,6 +197,9 @@ def run_node(make_node, argv=None, name='node'):
         except (P.ParamError, ValueError, FileNotFoundError) as e:
             print(f'{name}: error: {e}', file=sys.stderr)
             return 2
+        except BackendFault as e:  # a device that cannot be brought up (it is left safe)
+            print(f'{name}: error: {e}', file=sys.stderr)
+            return 1
         # Everything built so far (torch, mujoco, numpy, the node) lives for the whole run:
         # moved out of the collector's reach, a full collection no longer walks it, which
         # would otherwise pause every thread for milliseconds now and then.

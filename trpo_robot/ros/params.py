@@ -157,6 +157,29 @@ class RobotParams:
 
 
 @dataclass(frozen=True)
+class DxlDriverParams:
+    """dxl_driver_node's own parameters; the rest comes from the robot file (RobotParams:
+    topics, driver_period, diagnostics_period, realtime) and the bus file."""
+
+    dxl_config: str = ''
+    """Bus configuration, plain YAML as config/dxl_hw.yaml (ids, baud, period, watchdog,
+    zero and direction of each servo); empty: the package's config/dxl_hw.yaml."""
+    port: str = ''
+    """Serial device, overriding the bus file's port; empty: the file's."""
+    command_timeout: float = 0.25
+    """Wall s after the newest command at which the driver writes zero velocity and says
+    so (0: hold the last command forever, as the UR forward controller does). A last
+    software line behind the command guard; the servos' Bus Watchdog is the line after
+    it, for when this process dies."""
+
+    def __post_init__(self):
+        _check(isinstance(self.command_timeout, (int, float))
+               and math.isfinite(self.command_timeout) and self.command_timeout >= 0,
+               f'command_timeout must be a finite number >= 0 (0: never), got '
+               f'{self.command_timeout!r}')
+
+
+@dataclass(frozen=True)
 class LearnerParams:
     """The asynchronous learner: ``config/learner.yaml``."""
 

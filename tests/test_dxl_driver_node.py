@@ -1,0 +1,215 @@
+"""dxl_driver_node as a process on a real pty: dynamixel-sdk on one end, the emulated
+servos (their own process, MuJoCo moving the joints) on the other, and a probe node
+talking to the driver over DDS on a domain of its own."""
+import contextlib
+import signal
+
+from dxl_support import LATENCY_TIMER_MS, running_emulator
+import numpy as np
+import pytest
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool, Float64MultiArray
+
+from trpo_robot.hw import units
+from trpo_robot.hw.emulator import EmulatorError
+from trpo_robot.paths import share_file
+from trpo_robot.ros import graph as G
+from trpo_robot.ros import node_utils as U
+from trpo_robot.ros.monitor import Probe
+
+IDS = (1, 2, 3)
+NAMES = ['joint1', 'joint2', 'joint3']
+TIMEOUT = 30.0
+"""s: failure bound for anything to happen (start-up on a loaded machine included)."""
+
+
+def bus_config(folder):
+    """The package's bus file with the tests' reply timeout (tests/dxl_support.py)."""
+    text = share_file('config', 'dxl_hw.yaml').read_text()
+    text = text.replace('latency_timer_ms: 1\n', f'latency_timer_ms: {LATENCY_TIMER_MS}\n')
+    assert f'latency_timer_ms: {LATENCY_TIMER_MS}' in text
+    path = folder / 'dxl_hw.yaml'
+    path.write_text(text)
+    return path
+
+
+class Driver:
+    """The driver node, the emulator it drives and a probe, for one test."""
+
+    def __init__(self, folder, emulator, params):
+        self.emulator = emulator
+        self.domain = G.free_domain_id()
+        robot_yaml = share_file('config', 'dxl.yaml')
+        self.proc = G.NodeProcess(
+            'dxl_driver_node', [robot_yaml], G.ros_env(self.domain), folder / 'logs',
+            params={'dxl_config': str(bus_config(folder)), 'port': str(emulator.link),
+                    **params})
+        self.probe = Probe(self.domain)
+        self.probe.listen('js', JointState, '/joint_states', U.QOS_STATE_PUB)
+        self.probe.watch('diag', '/dxl_driver_node/diagnostics')
+        node = self.probe.node
+        self.pub = node.create_publisher(Float64MultiArray,
+                                         '/forward_velocity_controller/commands',
+                                         U.QOS_COMMAND)
+        self.freedrive = node.create_publisher(
+            Bool, '/freedrive_mode_controller/enable_freedrive_mode', U.QOS_COMMAND)
+        self.wait(lambda: len(self.probe.got('js')) >= 3, 'joint_states from the driver')
+        self.wait(lambda: self.pub.get_subscription_count() > 0
+                  and self.freedrive.get_subscription_count() > 0, 'the driver subscribing')
+
+    def wait(self, predicate, what, timeout=TIMEOUT):
+        try:
+            return G.wait_for(predicate, timeout, 0.02, what)
+        except TimeoutError as e:
+            raise AssertionError(f'{e}\n--- driver (alive {self.proc.alive()}):\n'
+                                 f'{self.proc.tail(30)}') from None
+
+    def state(self):
+        return self.probe.got('js')[-1][1]
+
+    def command(self, values):
+        msg = Float64MultiArray()
+        msg.data = [float(v) for v in values]
+        self.pub.publish(msg)
+
+    def diag(self, key, cast=str, status='driver'):
+        values = self.probe.diag('diag', status) or {}
+        return cast(values[key]) if key in values else None
+
+    def moving(self, v, atol=0.05):
+        return np.allclose(self.state().velocity, v, atol=atol)
+
+    def registers(self, name):
+        return [self.emulator.peek(sid, name) for sid in IDS]
+
+    def close(self):
+        if self.probe is not None:
+            self.probe.close()
+            self.probe = None
+        return self.proc.stop(timeout=15.0)
+
+
+@contextlib.contextmanager
+def driver(tmp_path, emulator_kwargs=None, **params):
+    with running_emulator(tmp_path / 'ttyDXL', **(emulator_kwargs or {})) as emulator:
+        d = Driver(tmp_path, emulator, params)
+        try:
+            yield d
+        finally:
+            d.close()
+
+
+def test_joint_states_commands_bad_commands_and_sigint(tmp_path):
+    with driver(tmp_path, command_timeout=0.0) as d:
+        msg = d.state()
+        assert list(msg.name) == NAMES
+        twin = [d.emulator.stats()['servos'][str(sid)]['position'] for sid in IDS]
+        np.testing.assert_allclose(msg.position, twin, atol=0.01)
+        stamps = [m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec
+                  for _, m in d.probe.got('js')[-3:]]
+        assert stamps == sorted(stamps) and stamps[0] > 1e9  # system clock, not sim time
+
+        v = [0.5, -0.3, 0.2]
+        d.command(v)
+        d.wait(lambda: d.moving(v), 'the servos turning at the commanded velocity')
+        assert d.registers('goal_velocity') == units.velocity_to_raw(np.array(v)).tolist()
+        assert d.registers('torque_enable') == [1, 1, 1]
+
+        for bad, count in (([0.5, 0.5], 1), ([0.5, float('nan'), 0.0], 2)):
+            d.command(bad)
+            d.wait(lambda: d.registers('goal_velocity') == [0, 0, 0], f'{bad} stopping it')
+            d.wait(lambda: d.moving([0, 0, 0]), 'the arm at rest')
+            d.wait(lambda: d.diag('bad_commands', int) == count, 'the bad command counted')
+            d.command(v)  # a good command after a bad one moves it again
+            d.wait(lambda: d.moving(v), 'moving again')
+        d.wait(lambda: d.diag('state') == 'commanded', 'the diagnostics saying so')
+
+        code = d.close()
+        assert code == 0, d.proc.tail(30)
+        assert d.registers('torque_enable') == [0, 0, 0]
+        assert d.registers('goal_velocity') == [0, 0, 0]
+        assert 'torque off on every servo' in d.proc.log_path.read_text()
+
+
+def test_freedrive_turns_the_torque_off_and_false_holds_again(tmp_path):
+    with driver(tmp_path, command_timeout=0.0) as d:
+        d.freedrive.publish(Bool(data=True))
+        d.wait(lambda: d.registers('torque_enable') == [0, 0, 0], 'torque off')
+        d.wait(lambda: d.diag('freedrive') == 'True', 'freedrive in the diagnostics')
+        d.command([0.5, 0.0, 0.0])  # ignored while the operator has the arm
+        d.wait(lambda: d.diag('commands', int) == 1, 'the command heard')
+        cycles = d.diag('cycles', int)
+        d.wait(lambda: d.diag('cycles', int) > cycles + 2, 'more bus cycles')
+        assert d.registers('torque_enable') == [0, 0, 0]
+        assert d.registers('goal_velocity') == [0, 0, 0]
+
+        d.emulator.hand({2: 0.4})  # the operator moves joint2 by hand
+        d.wait(lambda: abs(d.state().position[1] - 0.4) < 0.01, 'the hand seen on joint_states')
+        d.freedrive.publish(Bool(data=False))
+        d.wait(lambda: d.registers('torque_enable') == [1, 1, 1], 'torque back on')
+        assert d.registers('goal_velocity') == [0, 0, 0]
+        d.wait(lambda: d.diag('state') == 'holding (freedrive ended)', 'holding')
+        assert abs(d.state().position[1] - 0.4) < 0.02  # held where the hand left it
+        with pytest.raises(EmulatorError, match='torque on'):
+            d.emulator.hand({2: 0.0})
+
+
+def test_the_command_timeout_stops_a_held_command(tmp_path):
+    with driver(tmp_path) as d:  # command_timeout 0.25 s, the default
+        assert d.diag('command_timeout', float) in (None, 0.25)
+        d.command([0.6, 0.0, 0.0])
+        d.wait(lambda: d.moving([0.6, 0, 0]), 'moving')
+        d.wait(lambda: d.diag('timeout_stops', int) == 1, 'the command timeout')
+        d.wait(lambda: d.moving([0, 0, 0]), 'the arm at rest')
+        assert d.registers('goal_velocity') == [0, 0, 0]
+        assert d.registers('torque_enable') == [1, 1, 1]  # holding, not limp
+        assert d.diag('state') == 'stopped (command timeout)'
+        assert d.diag('last_stop_age', float) >= 0.25
+        assert 'no command for' in d.proc.log_path.read_text()
+
+
+def test_a_killed_driver_leaves_the_servos_to_their_bus_watchdog(tmp_path):
+    with driver(tmp_path, command_timeout=0.0) as d:
+        d.command([0.6, 0.0, 0.0])
+        d.wait(lambda: d.moving([0.6, 0, 0]), 'moving')
+        d.proc.send(signal.SIGKILL)  # no torque off, no last write: only the servos act
+        assert d.proc.proc.wait(10) == -signal.SIGKILL
+        servos = d.wait(lambda: (s := d.emulator.stats()['servos']) and all(
+            s[str(i)]['stopped_at'] is not None for i in IDS) and s, 'the watchdogs firing')
+        for sid in IDS:
+            servo = servos[str(sid)]
+            assert servo['bus_watchdog'] == units.WATCHDOG_TRIPPED
+            assert servo['goal_velocity'] == 0 and servo['torque']  # stopped, still holding
+            assert abs(servo['velocity']) < units.VELOCITY_UNIT
+        for sid in IDS:  # emulated time: the 100 ms of config/dxl_hw.yaml, then braking
+            servo = servos[str(sid)]
+            assert 0.1 <= servo['stopped_at'] - servo['last_instruction'] < 0.15, servo
+
+
+def test_an_unplugged_bus_stops_the_node_with_an_error_and_nothing_written(tmp_path):
+    with driver(tmp_path, command_timeout=0.0) as d:
+        d.command([0.4, 0.0, 0.0])
+        d.wait(lambda: d.moving([0.4, 0, 0]), 'moving')
+        d.emulator.unplug()
+        d.emulator.replug()  # a new device at the same path: the node must not use it
+        heard = d.emulator.stats()['counts']['instructions']
+        assert d.proc.proc.wait(TIMEOUT) == 1, d.proc.tail(30)
+        log = d.proc.log_path.read_text()
+        assert 'Dynamixel bus' in log and 'nothing more is written' in log, log
+        assert 'Traceback' not in log, log
+        assert d.emulator.stats()['counts']['instructions'] == heard
+
+
+def test_a_missing_port_is_one_clear_error(tmp_path):
+    domain = G.free_domain_id()
+    proc = G.NodeProcess('dxl_driver_node', [share_file('config', 'dxl.yaml')],
+                         G.ros_env(domain), tmp_path / 'logs',
+                         params={'dxl_config': str(bus_config(tmp_path)),
+                                 'port': str(tmp_path / 'nothing')})
+    try:
+        assert proc.proc.wait(TIMEOUT) == 1
+    finally:
+        proc.stop()
+    log = proc.log_path.read_text()
+    assert 'dxl_driver_node: error: Dynamixel bus: cannot open' in log, log
+    assert 'Traceback' not in log, log
