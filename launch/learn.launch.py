@@ -2,11 +2,13 @@
 
     ros2 launch trpo_robot learn.launch.py robot:=ur5 use_sim:=true
     ros2 launch trpo_robot learn.launch.py robot:=ur5 use_sim:=false   # the real UR driver
+    ros2 launch trpo_robot learn.launch.py robot:=dxl use_sim:=false port:=/dev/serial/by-id/...
 
 With use_sim:=true the MuJoCo twin (twin_node) stands in for the UR ROS 2 driver and
 publishes /clock; every node then runs on sim time. With use_sim:=false nothing changes but
 the absence of the twin: the actor talks to the driver's joint_states and
-forward_velocity_controller/commands, which must be up (see docs/hardware.md).
+forward_velocity_controller/commands, which must be up (see docs/hardware.md); for
+robot:=dxl this file starts that driver itself (dxl_driver_node, on the serial port).
 `trpo-robot learn` starts the same three executables with the same YAML files.
 """
 from launch import LaunchDescription
@@ -16,7 +18,7 @@ from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 PACKAGE = 'trpo_robot'
-ROBOTS = ['ur5', 'dxl']
+ROBOTS = ['ur5', 'ur5e', 'dxl']
 
 
 def _config(name):
@@ -52,13 +54,17 @@ def declare_arguments():
                               description='Twin only: sim seconds per wall second (1 = as '
                               'the hardware would run); the actor keeps time at the same '
                               'rate.'),
+        DeclareLaunchArgument('port', default_value='',
+                              description='robot:=dxl use_sim:=false: serial device of the '
+                              'Dynamixel bus for dxl_driver_node (prefer /dev/serial/by-id/'
+                              '...); empty: the port in config/dxl_hw.yaml.'),
     ]
 
 
 def _nodes(context):
     arg = {name: LaunchConfiguration(name).perform(context)
            for name in ('robot', 'use_sim', 'task', 'config', 'learner_config',
-                        'namespace', 'real_time_factor', 'reset_mode')}
+                        'namespace', 'real_time_factor', 'reset_mode', 'port')}
     sim = arg['use_sim'] == 'true'
     robot_yaml = arg['config'] or _config(f'{arg["robot"]}.yaml').perform(context)
     ns = arg['namespace'].strip('/')
@@ -85,6 +91,12 @@ def _nodes(context):
         nodes.insert(0, Node(package=PACKAGE, executable='twin_node', name='twin_node',
                              namespace=ns, parameters=[robot_yaml, common],
                              output='screen', emulate_tty=True))
+    elif arg['robot'] == 'dxl':  # the arm's driver: serial bus -> the UR driver's topics
+        bus = {'port': arg['port']} if arg['port'] else {}
+        nodes.insert(0, Node(package=PACKAGE, executable='dxl_driver_node',
+                             name='dxl_driver_node', namespace=ns,
+                             parameters=[robot_yaml, common, bus], output='screen',
+                             emulate_tty=True))
     return nodes
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from trpo_robot.ros.params import LearnerParams, RobotParams
+from trpo_robot.ros.params import DxlDriverParams, LearnerParams, RobotParams
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH_FILES = sorted((ROOT / 'launch').glob('*.launch.py'))
@@ -132,7 +132,8 @@ def test_package_files_are_installed(wheel_files):
 
 @pytest.mark.parametrize('path', LAUNCH_FILES, ids=lambda p: p.name)
 def test_overridden_parameters_exist(path):
-    known = {f.name for f in fields(RobotParams)} | {f.name for f in fields(LearnerParams)}
+    known = {f.name for c in (RobotParams, LearnerParams, DxlDriverParams)
+             for f in fields(c)}
     known.add('use_sim_time')
     tree = ast.parse(path.read_text())
     keys = set()

@@ -1,4 +1,4 @@
-"""`trpo-robot learn`: the ROS graph on the twin without a ROS distribution.
+"""`trpo-robot learn`: the ROS graph on the twin (or an arm) without a ROS distribution.
 
 Starts twin_node, actor_node and learner_node as processes from the same YAML a launch
 file uses (with this run's overrides written next to the results), on a free ROS domain
@@ -6,9 +6,14 @@ with localhost-only discovery; follows their diagnostics to print progress; stop
 learner reports the run done (success rate or step budget) or on Ctrl-C, in the order that
 keeps the arm safe and the learning kept: actor (stops the arm), learner (writes its
 checkpoint), twin. Writes the checkpoint, progress.csv and learning_curve.png into --out.
+
+On an arm: ``--robot dxl --port PATH`` starts dxl_driver_node on that serial device in
+place of the twin; ``--no-sim`` starts no driver and checks that one (the UR driver) is
+already publishing before the actor starts. Both run in real time on the system clock.
 """
 import csv
 import math
+import os
 from pathlib import Path
 import signal
 import sys
@@ -37,15 +42,25 @@ def UsageError(message):  # noqa: N802 - reads as the exception it returns
 def add_parser(sub):
     p = sub.add_parser('learn', help='learn on the twin with the ROS graph (twin, actor and '
                        'learner nodes as processes; no ROS distribution needed)')
-    p.add_argument('--robot', choices=('ur5', 'dxl'), default=None,
+    p.add_argument('--robot', choices=('ur5', 'ur5e', 'dxl'), default=None,
                    help='default: ur5, or the robot of --config')
     p.add_argument('--task', default=None, help='task or its short name (ur5: reacher_2d, '
                    'reacher_6d; dxl: reacher, tracker); default: the one in the YAML')
     p.add_argument('--steps', type=_positive_int, default=None,
                    help='step budget (default: budget_steps of the YAML)')
     p.add_argument('--out', default=None, help='results folder (default runs/learn_<task>)')
-    p.add_argument('--rtf', type=_positive_float, default=DEFAULT_RTF,
-                   help=f'twin real-time factor (default {DEFAULT_RTF:g}; 1 = real time)')
+    p.add_argument('--rtf', type=_positive_float, default=None,
+                   help=f'twin real-time factor (default {DEFAULT_RTF:g}; 1 = real time; '
+                   'a real arm runs at 1)')
+    p.add_argument('--port', default=None, metavar='PATH',
+                   help='dxl: learn on the real arm on this serial device (or an emulator '
+                   'pty): starts dxl_driver_node instead of the twin, on the system clock')
+    p.add_argument('--dxl-config', default=None, metavar='YAML',
+                   help='with --port: bus file for dxl_driver_node (default '
+                   'config/dxl_hw.yaml)')
+    p.add_argument('--no-sim', action='store_true',
+                   help='no twin: talk to a driver that is already running on this host '
+                   '(the UR ROS 2 driver, or a dxl_driver_node) on ROS_DOMAIN_ID (default 0)')
     p.add_argument('--config', default=None, help='robot parameter file (default '
                    'config/<robot>.yaml)')
     p.add_argument('--learner-config', default=None, help='learner parameter file (default '
@@ -90,7 +105,7 @@ def prepare(args):
             values['robot'] = args.robot
         if args.task:
             values['task'] = args.task
-        values['real_time_factor'] = args.rtf
+        _real_arm(args, values)
         if args.seed is not None:
             values['seed'] = args.seed
         if args.steps:
@@ -127,6 +142,62 @@ def prepare(args):
     return rp, lp, out, files
 
 
+def _real_arm(args, values):
+    """--port / --no-sim: a real driver, so real time, its system-clock stamps and resets
+    that drive the arm (nothing serves a teleport)."""
+    port, no_sim = getattr(args, 'port', None), getattr(args, 'no_sim', False)
+    robot = values.get('robot', 'ur5')
+    if port and robot != 'dxl':
+        raise P.ParamError(f'--port is for --robot dxl; a {robot} is reached through its ROS '
+                           'driver: --no-sim')
+    if getattr(args, 'dxl_config', None) and not port:
+        raise P.ParamError('--dxl-config goes with --port')
+    if not (port or no_sim):
+        values['real_time_factor'] = args.rtf or DEFAULT_RTF
+        return
+    if args.rtf not in (None, 1.0):
+        raise P.ParamError(f'--rtf {args.rtf:g}: a real arm runs in real time')
+    values.update(real_time_factor=1.0, sim_clock=False, teleport=False)
+
+
+def driver_node(args):
+    """The node that stands for the arm: the twin, dxl_driver_node (--port) or none."""
+    if getattr(args, 'port', None):
+        return 'dxl_driver_node'
+    return None if getattr(args, 'no_sim', False) else 'twin_node'
+
+
+DRIVER_WAIT = 10.0
+"""s to wait for an external driver's joint_states (--no-sim) before giving up."""
+
+
+def check_external_driver(domain, rp, wait=DRIVER_WAIT):
+    """--no-sim: the driver's joint_states must flow and its command topic must have a
+    subscriber (the forward velocity controller active) before an actor is started."""
+    from sensor_msgs.msg import JointState
+    from trpo_robot.ros import node_utils as U
+    from trpo_robot.ros.monitor import Probe
+    states, commands = _absolute(rp.joint_states_topic), _absolute(rp.command_topic)
+    probe = Probe(domain, name='trpo_learn_driver_check', keep=5)
+    try:
+        probe.listen('state', JointState, states, U.QOS_STATE_SUB)
+        try:
+            graph.wait_for(lambda: probe.got('state') and
+                           probe.node.count_subscribers(commands) > 0, wait, 0.1)
+        except TimeoutError:
+            missing = (f'no joint_states on {states}' if not probe.got('state') else
+                       f'nobody subscribes to {commands} (is forward_velocity_controller '
+                       'active?)')
+            raise UsageError(f'--no-sim: no driver on ROS_DOMAIN_ID {domain} after '
+                             f'{wait:g} s: {missing}') from None
+    finally:
+        probe.close()
+
+
+def _absolute(topic):
+    return topic if topic.startswith('/') else '/' + topic
+
+
 # ---------------------------------------------------------------- the run
 
 def cmd_learn(args):
@@ -136,32 +207,52 @@ def cmd_learn(args):
         raise UsageError('rclpy is not importable: install the ROS wheels with '
                          "pip install -e '.[ros]' (or source a ROS 2 distribution)") from None
     rp, lp, out, (robot_yaml, learner_yaml) = prepare(args)
-    domain = args.domain_id if args.domain_id is not None else graph.free_domain_id()
+    driver = driver_node(args)
+    domain = args.domain_id
+    if domain is None:
+        domain = graph.free_domain_id() if driver else _env_domain()
     env = graph.ros_env(domain)
-    print(f'learning {rp.task} on the {rp.robot} twin at {rp.real_time_factor:g}x real time '
-          f'(ROS_DOMAIN_ID {domain}, localhost only); budget {rp.budget_steps} steps or '
-          f'success rate {rp.success_rate:g} over {rp.success_window} episodes -> {out}')
-    run = Run(rp, lp, out, domain)
+    run = Run(rp, lp, out, domain, driver or 'external driver', getattr(args, 'port', None))
+    print(f'learning {rp.task} on {run.arm()} (ROS_DOMAIN_ID {domain}, localhost only); '
+          f'budget {rp.budget_steps} steps or success rate {rp.success_rate:g} over '
+          f'{rp.success_window} episodes -> {out}')
+    if driver is None:
+        check_external_driver(domain, rp)
     procs = []
     try:
         logs = out / 'logs'
-        procs.append(graph.NodeProcess('twin_node', [robot_yaml], env, logs))
+        if driver == 'twin_node':
+            procs.append(graph.NodeProcess('twin_node', [robot_yaml], env, logs))
+        elif driver:
+            extra = {'dxl_config': str(Path(args.dxl_config).resolve())} \
+                if args.dxl_config else {}
+            procs.append(graph.NodeProcess(driver, [robot_yaml], env, logs,
+                                           params={'port': args.port, **extra}))
         procs.append(graph.NodeProcess('learner_node', [robot_yaml, learner_yaml], env, logs))
         procs.append(graph.NodeProcess('actor_node', [robot_yaml], env, logs,
-                                       params={'use_sim_time': True}))
+                                       params={'use_sim_time': rp.sim_clock}))
         return run.follow(procs)
     finally:
         by_name = {p.name: p for p in procs}
         codes = graph.stop_all([by_name.get('actor_node'), by_name.get('learner_node'),
-                                by_name.get('twin_node')], timeout=30.0)
+                                by_name.get(driver)], timeout=30.0)
         run.finish(codes)
+
+
+def _env_domain():
+    """--no-sim: the external driver's domain, as the ros2 tools would use it."""
+    text = os.environ.get('ROS_DOMAIN_ID', '') or '0'
+    if not text.isdigit():
+        raise UsageError(f'ROS_DOMAIN_ID={text!r} is not a number')
+    return int(text)
 
 
 class Run:
     """Follows the graph through its diagnostics and prints what a person wants to see."""
 
-    def __init__(self, rp, lp, out, domain):
+    def __init__(self, rp, lp, out, domain, driver='twin_node', port=None):
         self.rp, self.lp, self.out, self.domain = rp, lp, out, domain
+        self.driver, self.port = driver, port
         self.stop = threading.Event()
         self.interrupted = False
         self.t0 = time.monotonic()
@@ -174,8 +265,10 @@ class Run:
         try:
             from trpo_robot.ros.monitor import Probe
             self.monitor = Probe(self.domain, name='trpo_learn_monitor', keep=50)
-            for key in ('learner', 'actor', 'twin'):
+            for key in ('learner', 'actor'):
                 self.monitor.watch(key, f'/{key}_node/diagnostics')
+            if self.driver in ('twin_node', 'dxl_driver_node'):  # an external one: its own
+                self.monitor.watch('twin', f'/{self.driver}/diagnostics')
             last_plot = time.monotonic()
             while not self.stop.wait(0.5):
                 dead = [p for p in procs if not p.alive()]
@@ -213,7 +306,8 @@ class Run:
         t = self.monitor.diag('twin', 'driver') or {}
         timing = (f'lateness p99 {_f(a.get("lateness_p99_ms"), 2)} max '
                   f'{_f(a.get("lateness_max_ms"), 1)} ms, overruns {a.get("overruns", "?")}, '
-                  f'stops {t.get("watchdog_stops", "?")}, rtf {_f(t.get("measured_rtf"), 1)}')
+                  f'stops {t.get("watchdog_stops", t.get("timeout_stops", "?"))}, '
+                  f'rtf {_f(t.get("measured_rtf", 1.0 if self.port else None), 1)}')
         if self.rp.synchronous:
             timing += f', arm held for updates {_f(a.get("held_s"), 1)} s'
         return (f'[{steps:>7d}/{budget} {100 * steps / budget:3.0f}%] v{pr["version"]:<4} '
@@ -221,10 +315,15 @@ class Run:
                 f'success {_f(pr["success_rate"], 2)} update {_f(pr["update_s"], 2)} s | '
                 f'{timing} | {_fmt(elapsed)} (budget ETA {eta})')
 
+    def arm(self):
+        if self.driver == 'twin_node':
+            return f'the {self.rp.robot} twin at {self.rp.real_time_factor:g}x real time'
+        where = f' on {self.port}' if self.port else f' ({self.driver})'
+        return f'the {self.rp.robot} arm{where}, real time'
+
     def title(self):
         mode = ', synchronous' if self.rp.synchronous else ''
-        return (f'{self.rp.task} on the {self.rp.robot} twin at '
-                f'{self.rp.real_time_factor:g}x{mode}')
+        return f'{self.rp.task} on {self.arm()}{mode}'
 
     def finish(self, codes):
         if self.monitor is not None:
