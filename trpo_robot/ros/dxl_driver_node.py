@@ -140,8 +140,9 @@ class DxlDriverNode(Node):
     # -- the bus loop (bus thread) -------------------------------------------------------
 
     def _run(self):
-        if self.p.realtime:
-            U.request_realtime(REALTIME_PRIORITY, self.get_logger(), 'Dynamixel bus thread')
+        if self.p.realtime:  # every thread: one holding the GIL must not be preempted
+            U.request_realtime(REALTIME_PRIORITY, self.get_logger(), 'Dynamixel bus thread',
+                               all_threads=True)
         try:
             self._publish_state()
             stopped = True

@@ -131,6 +131,10 @@ class EmulatorServer:
                        'stalled': 0, 'bad_crc': 0, 'sync_writes': 0, 'refused': 0,
                        'unsent': 0}
         self.stopped_at = {}
+        self.loop_gap_max = 0.0
+        """Longest wall s between two passes of the loop (normally <= MAX_IDLE plus the
+        work): more means the emulator itself was held up, as a real servo never is."""
+        self._last_pass = None
         self.running = False
         self._wall0 = time.monotonic()
         self._refresh_present()
@@ -183,6 +187,10 @@ class EmulatorServer:
             self.unplug()
 
     def _once(self):
+        now = time.monotonic()
+        if self._last_pass is not None:
+            self.loop_gap_max = max(self.loop_gap_max, now - self._last_pass)
+        self._last_pass = now
         self._maybe_unplug()
         fds = [self.master] if self.master is not None else []
         if self.control:
@@ -516,6 +524,7 @@ class EmulatorServer:
                 'position': float(self.physics.positions()[k]),
                 'velocity': float(self.physics.velocities()[k])}
         return {'counts': dict(self.counts), 'sim_time': self.sim_time(),
+                'loop_gap_max': self.loop_gap_max,
                 'plugged': self.master is not None, 'servos': servos}
 
     def _op_unplug(self, message):
