@@ -27,14 +27,15 @@ TIMEOUT = 30.0
 """s: failure bound for anything to happen (start-up on a loaded machine included)."""
 
 
-def bus_config(folder, retries=None):
+def bus_config(folder, retries=None, latency_timer_ms=LATENCY_TIMER_MS):
     """The package's bus file with the tests' reply timeout (tests/dxl_support.py) and,
-    for long runs, more retries: on this shared 2-core machine the emulated servos (real
-    time priority or not) are now and then held up for longer than three reply timeouts,
-    which real servos never are."""
+    for runs of minutes, more patience: a pty moves its bytes through a kernel worker of
+    normal priority, which a machine loaded as this one (four agents on two cores) now
+    and then holds up for longer than three reply timeouts, whatever the priority of
+    emulator and driver. A USB adapter on a quiet machine does not."""
     text = share_file('config', 'dxl_hw.yaml').read_text()
-    text = text.replace('latency_timer_ms: 1\n', f'latency_timer_ms: {LATENCY_TIMER_MS}\n')
-    assert f'latency_timer_ms: {LATENCY_TIMER_MS}' in text
+    text = text.replace('latency_timer_ms: 1\n', f'latency_timer_ms: {latency_timer_ms}\n')
+    assert f'latency_timer_ms: {latency_timer_ms}\n' in text
     if retries is not None:
         text = text.replace('retries: 2\n', f'retries: {retries}\n')
         assert f'retries: {retries}\n' in text
@@ -185,7 +186,7 @@ def test_a_killed_driver_leaves_the_servos_to_their_bus_watchdog(tmp_path):
         d.proc.send(signal.SIGKILL)  # no torque off, no last write: only the servos act
         assert d.proc.proc.wait(10) == -signal.SIGKILL
         servos = d.wait(lambda: (s := d.emulator.stats()['servos']) and all(
-            s[str(i)]['stopped_at'] is not None for i in IDS) and s, 'the watchdogs firing')
+            _stopped_by_watchdog(s[str(i)]) for i in IDS) and s, 'the watchdogs firing')
         for sid in IDS:
             servo = servos[str(sid)]
             assert servo['bus_watchdog'] == units.WATCHDOG_TRIPPED
@@ -194,6 +195,13 @@ def test_a_killed_driver_leaves_the_servos_to_their_bus_watchdog(tmp_path):
         for sid in IDS:  # emulated time: the 100 ms of config/dxl_hw.yaml, then braking
             servo = servos[str(sid)]
             assert 0.1 <= servo['stopped_at'] - servo['last_instruction'] < 0.15, servo
+
+
+def _stopped_by_watchdog(servo):
+    """Tripped, and at rest since (a trip before, e.g. between bring-up and the first bus
+    cycle, was re-armed by the driver and does not count)."""
+    return servo['bus_watchdog'] == units.WATCHDOG_TRIPPED and \
+        servo['stopped_at'] is not None and servo['stopped_at'] >= servo['tripped_at']
 
 
 def test_an_unplugged_bus_stops_the_node_with_an_error_and_nothing_written(tmp_path):
@@ -260,7 +268,8 @@ def test_learn_drives_the_emulated_arm_through_the_driver_node(tmp_path, trpo_ro
     with running_emulator(tmp_path / 'ttyDXL') as emulator:
         result = _learn(trpo_robot_cmd, cli_env, '--robot', 'dxl', '--port',
                         str(emulator.link), '--dxl-config',
-                        str(bus_config(tmp_path, retries=5)), '--steps', '400', '--seed', '0',
+                        str(bus_config(tmp_path, retries=5, latency_timer_ms=50)),
+                        '--steps', '400', '--seed', '0',
                         '--out', str(out), '--learner-config', str(learner_yaml),
                         timeout=540)
         torque = [emulator.peek(sid, 'torque_enable') for sid in IDS]

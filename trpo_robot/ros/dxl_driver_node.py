@@ -190,7 +190,8 @@ class DxlDriverNode(Node):
         if fresh:
             self.backend.send_velocity(command[0], at_once=False)
             self.state = 'commanded'
-        return False
+            return not np.any(command[0])  # a held zero has nothing to time out
+        return stopped
 
     def _update_freedrive(self, now):
         """Switch the servos when freedrive starts or ends; True when it did."""
