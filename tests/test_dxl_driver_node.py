@@ -264,16 +264,20 @@ def test_learn_drives_the_emulated_arm_through_the_driver_node(tmp_path, trpo_ro
     values = P.node_parameters([share_file('config', 'learner.yaml')], 'learner_node')
     values['trpo.batch_steps'] = 200
     learner_yaml = P.write_param_file(tmp_path / 'learner.yaml', values)
+    robot = P.node_parameters([share_file('config', 'dxl.yaml')], 'actor_node')
+    robot['stall_timeout'] = 3.0  # see bus_config: a held-up pty must not park the actor
+    robot_yaml = P.write_param_file(tmp_path / 'robot.yaml', robot)
     out = tmp_path / 'run'
     with running_emulator(tmp_path / 'ttyDXL') as emulator:
         result = _learn(trpo_robot_cmd, cli_env, '--robot', 'dxl', '--port',
                         str(emulator.link), '--dxl-config',
-                        str(bus_config(tmp_path, retries=5, latency_timer_ms=50)),
-                        '--steps', '400', '--seed', '0',
+                        str(bus_config(tmp_path, retries=10, latency_timer_ms=50)),
+                        '--config', str(robot_yaml), '--steps', '400', '--seed', '0',
                         '--out', str(out), '--learner-config', str(learner_yaml),
                         timeout=540)
         torque = [emulator.peek(sid, 'torque_enable') for sid in IDS]
-    text = result.stdout + result.stderr
+        gap = emulator.stats()['loop_gap_max']
+    text = f'{result.stdout}{result.stderr}\nemulator held up for at most {gap:.3f} s'
     assert result.returncode == 0, text
     assert 'done: budget' in result.stdout and 'dxl_driver_node 0' in result.stdout, text
     assert torque == [0, 0, 0]  # the driver turned it off on its way out
