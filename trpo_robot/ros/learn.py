@@ -5,7 +5,8 @@ file uses (with this run's overrides written next to the results), on a free ROS
 with localhost-only discovery; follows their diagnostics to print progress; stops when the
 learner reports the run done (success rate or step budget) or on Ctrl-C, in the order that
 keeps the arm safe and the learning kept: actor (stops the arm), learner (writes its
-checkpoint), twin. Writes the checkpoint, progress.csv and learning_curve.png into --out.
+checkpoint), command guard, twin. Writes the checkpoint, progress.csv and
+learning_curve.png into --out.
 """
 import csv
 import math
@@ -146,6 +147,7 @@ def cmd_learn(args):
     try:
         logs = out / 'logs'
         procs.append(graph.NodeProcess('twin_node', [robot_yaml], env, logs))
+        procs.append(graph.NodeProcess('guard_node', [robot_yaml], env, logs))
         procs.append(graph.NodeProcess('learner_node', [robot_yaml, learner_yaml], env, logs))
         procs.append(graph.NodeProcess('actor_node', [robot_yaml], env, logs,
                                        params={'use_sim_time': True}))
@@ -153,7 +155,8 @@ def cmd_learn(args):
     finally:
         by_name = {p.name: p for p in procs}
         codes = graph.stop_all([by_name.get('actor_node'), by_name.get('learner_node'),
-                                by_name.get('twin_node')], timeout=30.0)
+                                by_name.get('guard_node'), by_name.get('twin_node')],
+                               timeout=30.0)
         run.finish(codes)
 
 
