@@ -23,7 +23,7 @@ from trpo_robot.ros.params import task_dims
 from trpo_robot.store import EpisodeStore
 from trpo_robot.trpo import wire
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(480)
 SENDER = Path(__file__).resolve().parent / 'command_sender.py'
 WRIST = 5          # wrist_3: turns the flange, free of collisions and gravity load
 SPEED = 0.5        # rad/s, within the UR5's pi rad/s
@@ -141,7 +141,7 @@ def test_the_guard_stops_the_arm_when_its_commander_is_killed(graphs, tmp_path):
 
 
 def _acting(g):
-    g.wait(lambda: _diag(g, 'actor_node', 'control').get('phase') == 'acting', 90,
+    g.wait(lambda: _diag(g, 'actor_node', 'control').get('phase') == 'acting', 240,
            'the actor acting an episode')
 
 
