@@ -105,11 +105,19 @@ def after_kill(run, killed_at):
     at_rest = last + 1 < len(stamps) and stamps[-1] - stamps[last + 1] >= 1.0
     rest = last + 1 if at_rest else len(stamps) - 1
     travel = float(np.sum(np.abs(np.diff(q[:rest + 1], axis=0))))
-    after = float(np.max(np.abs(q[rest:] - q[rest]))) if at_rest else float('nan')
+    after = _drift(stamps[rest:], q[rest:]) if at_rest else float('nan')
     return dict(at_rest=bool(at_rest),
                 rest_s=float(stamps[rest] - killed_at) if at_rest else None,
                 travel_rad=travel, motion_after_rest_rad=after,
                 speed_at_kill=float(np.max(np.abs(v[0]))) if len(v) else None)
+
+
+def _drift(stamps, q, window=0.1):
+    """Largest joint displacement between the first and the last `window` s of the second
+    after rest, each averaged, so that encoder noise (the twin's 1e-4 rad) does not count."""
+    first = q[stamps - stamps[0] < window].mean(axis=0)
+    last = q[stamps - stamps[0] >= 1.0 - window][:max(1, int(window / 0.008))].mean(axis=0)
+    return float(np.max(np.abs(last - first)))
 
 
 def kill_trial(guard, seed):
