@@ -14,11 +14,13 @@ import sys
 
 import numpy as np
 import pytest
-from ros_support import actor_state, call_trigger, Graph
+from ros_support import actor_state, call_trigger, CONFIG, Graph
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, String
 
+from trpo_robot.ros import graph as G
 from trpo_robot.ros import node_utils as U
+from trpo_robot.ros import params as P
 from trpo_robot.ros.params import task_dims
 from trpo_robot.store import EpisodeStore
 from trpo_robot.trpo import wire
@@ -194,3 +196,16 @@ def test_a_reduced_speed_scaling_never_fires_the_follow_check(graphs, tmp_path):
     safety = _diag(g, 'actor_node', 'safety')
     assert 'aborted_arm_not_following' not in safety
     assert float(safety['speed_scaling']) == pytest.approx(0.4)
+
+
+def test_freedrive_resets_on_a_ur_are_refused_at_start_with_what_to_do(tmp_path):
+    values = P.node_parameters([CONFIG / 'ur5.yaml'], 'actor_node')
+    values.update(reset_mode='freedrive', episode_dir=str(tmp_path / 'episodes'))
+    robot_yaml = P.write_param_file(tmp_path / 'ur5.yaml',
+                                    P.to_ros(P.build(P.RobotParams, values)))
+    proc = G.NodeProcess('actor_node', [robot_yaml], G.ros_env(G.free_domain_id()),
+                         tmp_path / 'logs')
+    assert proc.proc.wait(120) == 2
+    proc.stop()
+    text = proc.log_path.read_text()
+    assert 'reset_mode freedrive on a UR' in text and 'use reset_mode auto or teleop' in text
