@@ -68,6 +68,7 @@ setup(
             'twin_node = trpo_robot.ros.twin_node:main',
             'actor_node = trpo_robot.ros.actor_node:main',
             'learner_node = trpo_robot.ros.learner_node:main',
+            'guard_node = trpo_robot.ros.guard_node:main',
             'dxl_driver_node = trpo_robot.ros.dxl_driver_node:main',
         ],
     },

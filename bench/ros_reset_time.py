@@ -88,6 +88,7 @@ def measure(mode, episodes, jog):
     domain = G.free_domain_id()
     env, logs = G.ros_env(domain), work / 'logs'
     procs = [G.NodeProcess('twin_node', [robot_yaml], env, logs),
+             G.NodeProcess('guard_node', [robot_yaml], env, logs),
              G.NodeProcess('actor_node', [robot_yaml], env, logs,
                            params={'use_sim_time': True})]
     probe = Probe(domain)

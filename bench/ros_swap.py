@@ -60,6 +60,7 @@ def main():
     domain = G.free_domain_id()
     env = G.ros_env(domain)
     procs = [G.NodeProcess('twin_node', [robot_yaml], env, work / 'logs'),
+             G.NodeProcess('guard_node', [robot_yaml], env, work / 'logs'),
              G.NodeProcess('actor_node', [robot_yaml], env, work / 'logs',
                            params={'use_sim_time': True})]
     probe = Probe(domain)

@@ -83,6 +83,7 @@ def main():
     env = G.ros_env(domain)
     logs = work / 'logs'
     procs = [G.NodeProcess('twin_node', [robot_yaml], env, logs),
+             G.NodeProcess('guard_node', [robot_yaml], env, logs),
              G.NodeProcess('learner_node', [robot_yaml, learner_yaml], env, logs),
              G.NodeProcess('actor_node', [robot_yaml], env, logs,
                            params={'use_sim_time': True})]

@@ -6,9 +6,10 @@
 
 With use_sim:=true the MuJoCo twin (twin_node) stands in for the UR ROS 2 driver and
 publishes /clock; every node then runs on sim time. With use_sim:=false nothing changes but
-the absence of the twin: the actor talks to the driver's joint_states and
-forward_velocity_controller/commands, which must be up (see docs/hardware.md); for
-robot:=dxl this file starts that driver itself (dxl_driver_node, on the serial port).
+the absence of the twin: the actor talks to the driver's joint_states and, through the
+command guard (guard_node), to forward_velocity_controller/commands, which must be up (see
+docs/hardware.md); for robot:=dxl this file starts that driver itself (dxl_driver_node, on
+the serial port).
 `trpo-robot learn` starts the same three executables with the same YAML files.
 """
 from launch import LaunchDescription
@@ -80,6 +81,10 @@ def _nodes(context):
         actor['reset_mode'] = arg['reset_mode']
     episodes = f'/{ns}/actor_node/episodes' if ns else '/actor_node/episodes'
     nodes = [
+        # The command guard zeroes the driver's command when the actor dies or hangs: the
+        # UR driver would hold the last one forever (ros2_controllers#95).
+        Node(package=PACKAGE, executable='guard_node', name='command_guard', namespace=ns,
+             parameters=[robot_yaml, common], output='screen', emulate_tty=True),
         Node(package=PACKAGE, executable='actor_node', name='actor_node', namespace=ns,
              parameters=[robot_yaml, actor], output='screen', emulate_tty=True),
         Node(package=PACKAGE, executable='learner_node', name='learner_node',

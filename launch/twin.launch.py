@@ -2,8 +2,8 @@
 
     ros2 launch trpo_robot twin.launch.py robot:=ur5 real_time_factor:=1.0
 
-Publishes joint_states and /clock, takes forward_velocity_controller/commands and stops the
-arm itself when commands go stale (robot_receive_timeout), as the real driver would.
+Publishes joint_states and /clock and takes forward_velocity_controller/commands, which it
+holds until replaced, as the real driver does (it never stops a stale command itself).
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction

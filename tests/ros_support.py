@@ -16,7 +16,7 @@ CONFIG = Path(__file__).resolve().parent.parent / 'config'
 
 
 class Graph:
-    """twin_node, actor_node and learner_node as processes, configured from config/."""
+    """twin_node, guard_node, actor_node and learner_node as processes, from config/."""
 
     def __init__(self, folder, robot='dxl', robot_params=None, learner_params=None,
                  nodes=G.NODES, actor_args=None):
@@ -71,8 +71,8 @@ class Graph:
         if self.probe is not None:
             self.probe.close()
             self.probe = None
-        G.stop_all([self.procs.get(n) for n in ('actor_node', 'learner_node', 'twin_node')],
-                   timeout=15.0)
+        G.stop_all([self.procs.get(n) for n in ('actor_node', 'learner_node', 'guard_node',
+                                                'twin_node')], timeout=15.0)
 
 
 def actor_state(g) -> str:

@@ -17,7 +17,7 @@ FREEDRIVE = '/freedrive_mode_controller/enable_freedrive_mode'
 
 @pytest.fixture
 def graph(tmp_path):
-    g = Graph(tmp_path / 'graph', robot='ur5', nodes=('twin_node', 'actor_node'),
+    g = Graph(tmp_path / 'graph', robot='ur5', nodes=('twin_node', 'guard_node', 'actor_node'),
               robot_params={'reset_mode': 'freedrive', 'diagnostics_period': 0.25})
     try:
         g.probe.listen('state', String, '/actor_node/state', U.QOS_POLICY)

@@ -25,7 +25,8 @@ def make_graph(tmp_path):
     graphs = []
 
     def make(**robot):
-        g = Graph(tmp_path / f'graph{len(graphs)}', nodes=('twin_node', 'actor_node'),
+        g = Graph(tmp_path / f'graph{len(graphs)}',
+                  nodes=('twin_node', 'guard_node', 'actor_node'),
                   robot_params={'reset_mode': 'teleop', **robot})
         graphs.append(g)
         g.probe.listen('state', String, '/actor_node/state', U.QOS_POLICY)

@@ -100,18 +100,19 @@ def test_kill_9_the_learner_then_resume_loses_nothing_and_uses_nothing_twice(tmp
         assert final['total_steps'] - steps1 <= learned
 
 
-def test_kill_9_the_actor_the_twin_stops_the_arm_and_a_new_actor_continues(tmp_path):
+def test_kill_9_the_actor_the_guard_stops_the_arm_and_a_new_actor_continues(tmp_path):
     store_dir, ck_dir = tmp_path / 'episodes', tmp_path / 'checkpoint'
     store = EpisodeStore(store_dir)
     g = _start(tmp_path / 'run', store_dir, ck_dir)
-    g.probe.watch('twin', '/twin_node/diagnostics')
+    g.probe.watch('guard', '/command_guard/diagnostics')
     try:
         g.wait(lambda: _value(g, 'learner', 'progress', 'version') >= 2, 120,
                'learner version 2')
-        stops = _value(g, 'twin', 'driver', 'watchdog_stops')
+        stops = g.wait(lambda: _value(g, 'guard', 'guard', 'stops') + 1, 30,
+                       "the guard's diagnostics") - 1
         g.kill('actor_node', signal.SIGKILL)
-        g.wait(lambda: _value(g, 'twin', 'driver', 'watchdog_stops') > stops, 10,
-               'the twin stopping the arm by its receive timeout')
+        g.wait(lambda: _value(g, 'guard', 'guard', 'stops') > stops, 30,
+               'the command guard stopping the arm')
         before = [s for _, s, _ in store.episodes()]
         version = _value(g, 'learner', 'progress', 'version')
         g.start('actor_node')

@@ -127,6 +127,9 @@ class ActorStats:
     returns: list = field(default_factory=list)
     interventions: Counter = field(default_factory=Counter)
     intervention_steps: int = 0
+    abort_causes: Counter = field(default_factory=Counter)
+    """Aborted episodes by cause (arm_not_following, backend_fault, stopped, lifecycle)."""
+    last_fault: str = ''
     phase: str = 'starting'
 
 
@@ -320,6 +323,7 @@ class Actor:
         """After a backend fault: count it, say so, stop the arm, pause before going on."""
         self.stats.aborted += 1
         self.stats.phase = phase
+        self.stats.last_fault = message
         self._log(message)
         self._safe_stop()
         if idle:
@@ -372,19 +376,20 @@ class Actor:
         try:
             raw, terminated, info, ret, policy = self._act(
                 env, stop, recorder, raw, policy, pending_event)
-        except BackendFault:
-            self._abort(recorder, raw, self.policy, info)
+        except BackendFault as fault:
+            self._abort(recorder, raw, self.policy, info,
+                        getattr(fault, 'cause', 'backend_fault'))
             raise
         if stop.is_set():
             self._safe_stop()
-            self._abort(recorder, raw, self.policy, info)
+            self._abort(recorder, raw, self.policy, info, 'stopped')
             return
         lc = self.lifecycle
         if lc is not None:
             record = lc.end_episode('time limit' if not terminated else 'terminated') \
                 if lc.acting else lc.end_episode()
             if record.aborted:  # e-stop or fault: recorded, never learned from
-                self._abort(recorder, raw, self.policy, info)
+                self._abort(recorder, raw, self.policy, info, 'lifecycle')
                 return
         segment = recorder.cut(policy.norm(raw), terminated, policy.version)
         self._emit(segment, partial=False, info=info, episode_return=ret)
@@ -421,11 +426,13 @@ class Actor:
                 break
         return raw, terminated, info, ret, policy
 
-    def _abort(self, recorder, raw, policy, info):
-        """Record and send what an interrupted episode acted, marked aborted."""
+    def _abort(self, recorder, raw, policy, info, cause):
+        """Record and send what an interrupted episode acted, marked aborted with its
+        cause (in the episode's extra as abort_reason)."""
+        self.stats.abort_causes[cause] += 1
         if len(recorder):
             self._emit(recorder.cut(policy.norm(raw), False, policy.version), partial=False,
-                       info=info, aborted=True)
+                       info=info, aborted=True, abort_reason=cause)
 
     # -- pieces --------------------------------------------------------------------------
 
@@ -467,7 +474,8 @@ class Actor:
         self.on_swap(SwapEvent(new.version, previous, new.received, new.built, swapped, first,
                                step, missed))
 
-    def _emit(self, segment, *, partial, info, episode_return=None, aborted=False):
+    def _emit(self, segment, *, partial, info, episode_return=None, aborted=False,
+              abort_reason=''):
         """Write one segment to the store, then publish it. The last (or only) segment of
         an episode carries the episode's outcome; earlier ones, cut at a tick swap, say
         partial. Written first, so a learner that dies before it learns from the segment
@@ -477,6 +485,8 @@ class Actor:
                  'reset_seconds': self._reset_seconds(),
                  'held_seconds': self._held_before_episode}
         self._held_before_episode = 0.0
+        if abort_reason:
+            extra['abort_reason'] = abort_reason
         if episode_return is not None:
             extra['episode_return'] = float(episode_return)
         if not math.isfinite(extra['final_distance']):

@@ -5,8 +5,11 @@ thread of its own; the executor spins in another thread and only decodes, valida
 builds received policies, which the control thread swaps in by one reference at the next
 episode boundary (or tick). Finished episodes leave on ~/episodes; ~/diagnostics says how
 the timing, the safety shield and the learner are doing. If the learner goes quiet the
-actor keeps acting on the last good policy and says so; if the actor dies the driver's
-receive timeout stops the arm.
+actor keeps acting on the last good policy and says so. Commands go to the command guard
+(guard_node, its own process), which zeroes them when this process dies or hangs: the UR
+driver would hold the last one forever. Every acting tick checks that the arm follows the
+command (a protective stop, a stopped program or an inactive controller leave joint_states
+flowing); an arm that does not is held and its episode aborted as arm_not_following.
 """
 import threading
 
@@ -14,13 +17,14 @@ from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Joy
-from std_msgs.msg import Float64MultiArray, String, UInt8MultiArray
+from std_msgs.msg import Bool, Float64, Float64MultiArray, String, UInt8MultiArray
 from std_srvs.srv import Trigger
 
 from trpo_robot.paths import urdf_path
 from trpo_robot.robot.env import ArmEnv
+from trpo_robot.robot.follow import FollowWatchdog
 from trpo_robot.robot.keyboard import KEYBOARD_MAPPING
 from trpo_robot.robot.lifecycle import EpisodeLifecycle, LifecycleConfig, LifecycleError
 from trpo_robot.robot.spec import RobotSpec
@@ -28,11 +32,14 @@ from trpo_robot.robot.teleop import joy_mapping
 from trpo_robot.ros import node_utils as U
 from trpo_robot.ros.acting import Actor, Outbox, PolicyInbox
 from trpo_robot.ros.backend import RosBackend, SimRosBackend
-from trpo_robot.ros.params import RobotParams, task_dims
+from trpo_robot.ros.params import ParamError, RobotParams, task_dims
 from trpo_robot.store import EpisodeStore
 
 LOG_EVERY = 5.0
 QOS_JOY = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+QOS_LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+"""The driver's robot_program_running is latched."""
 """Newest reading only; best effort matches joy drivers of either reliability."""
 SWAP_FIELDS = ('version', 'previous', 'received', 'built', 'swapped', 'first_action',
                'step_in_episode', 'missed_ticks')
@@ -47,10 +54,14 @@ class ActorNode(Node):
         self.stop_event = stop
         self.task = p.task_spec()
         spec = RobotSpec.from_urdf(urdf_path(self.task.urdf), ee_link=self.task.ee_link)
+        _check_freedrive(p)
         self._keep_driver_time()
-        common = dict(state_topic=p.joint_states_topic, command_topic=p.command_topic,
+        follow = (FollowWatchdog(p.driver_period, lag=p.follow_lag, window=p.follow_window)
+                  if p.follow_check else None)
+        common = dict(state_topic=p.joint_states_topic,
+                      command_topic=p.guard_topic if p.require_guard else p.command_topic,
                       freedrive_topic=p.freedrive_topic, stall_timeout=p.stall_timeout,
-                      rate=p.real_time_factor if p.sim_clock else 1.0)
+                      rate=p.real_time_factor if p.sim_clock else 1.0, follow=follow)
         if p.teleport:
             self.backend = SimRosBackend(self, spec.joint_names, p.driver_period,
                                          teleport_topic=p.teleport_topic, **common)
@@ -102,6 +113,9 @@ class ActorNode(Node):
                            ('~/estop_release', lambda lc: lc.release_estop())):
             self.create_service(Trigger, name, self._trigger(call))
         self.sub_joy = self.create_subscription(Joy, p.joy_topic, self._on_joy, QOS_JOY)
+        self.create_subscription(Bool, p.program_running_topic, self._on_program, QOS_LATCHED)
+        self.create_subscription(Float64, p.speed_scaling_topic, self._on_speed_scaling,
+                                 U.QOS_COMMAND)
         self._publish_state()
         self.thread = U.Worker('control', self._control, self.get_logger())
         self.get_logger().info(
@@ -160,15 +174,20 @@ class ActorNode(Node):
             self.backend.stop()
 
     def _wait_driver(self):
-        """Until joint_states flow (and, under use_sim_time, the clock runs)."""
+        """Until joint_states flow (and, under use_sim_time, the clock runs) and, unless
+        require_guard is off, a command guard listens: without one, a dead actor would
+        leave the arm moving."""
         stats = self.actor.stats
         while not self.stop_event.is_set():
-            if self.backend.driver_alive() and self.backend.now() > 0.0:
+            guarded = not self.p.require_guard or self.backend.command_listeners() > 0
+            if self.backend.driver_alive() and self.backend.now() > 0.0 and guarded:
                 self.backend.resync()
                 return
-            stats.phase = 'waiting for the driver'
-            self._warn('driver', f'waiting for joint_states on '
-                       f'{self.backend.state_topic} and a running clock')
+            stats.phase = 'waiting for the driver' if guarded else \
+                'waiting for the command guard'
+            self._warn('driver', f'waiting for joint_states on {self.backend.state_topic}, '
+                       f'a running clock and a command guard on {self.p.guard_topic} '
+                       '(guard_node)')
             self.backend.wait_for_state(0.2)
             self.stop_event.wait(0.05)
 
@@ -188,6 +207,16 @@ class ActorNode(Node):
         if status == 'accepted':
             self.get_logger().info(f'policy version {self.inbox.latest().version} built; '
                                    f'swapping at the next {self.p.swap_at}')
+
+    def _on_program(self, msg):
+        self.backend.program_running = bool(msg.data)
+        self.get_logger().info(f'driver: robot program {"running" if msg.data else "STOPPED"}')
+
+    def _on_speed_scaling(self, msg):
+        """The UR reports percent; a value outside 0..100 is ignored, not trusted."""
+        value = float(msg.data)
+        if self.backend.follow is not None and 0.0 <= value <= 100.0:
+            self.backend.follow.speed_scaling = value / 100.0
 
     def _trigger(self, call):
         """A std_srvs/Trigger handler around one lifecycle request (executor thread; the
@@ -253,7 +282,11 @@ class ActorNode(Node):
             last_reject=next(iter(self.inbox.reasons.most_common(1)), ('', 0))[0],
             last_swap_latency_ms=(swap.first_action - swap.received) * 1e3 if swap else -1.0,
             last_swap_missed_ticks=swap.missed_ticks if swap else 0)
-        safety = dict(intervention_steps=s.intervention_steps, **dict(s.interventions))
+        safety = dict(intervention_steps=s.intervention_steps, **dict(s.interventions),
+                      **{f'aborted_{k}': v for k, v in s.abort_causes.items()},
+                      last_fault=s.last_fault,
+                      program_running=b.program_running,
+                      speed_scaling=b.follow.speed_scaling if b.follow else -1.0)
         lc = self.lifecycle
         lifecycle = lc.status() if lc is not None else {'phase': 'starting',
                                                         'instructions': ''}
@@ -286,6 +319,24 @@ class ActorNode(Node):
                     f'acting on version {latest.version}'), U.WARN, values
         values['learner'] = 'alive'
         return f'acting on version {latest.version}', U.OK, values
+
+
+def _check_freedrive(p):
+    """Refuse at start what would fail at the first reset: on a UR, freedrive needs the
+    velocity controller switched off (the driver refuses freedrive_mode_controller while a
+    motion controller is active), which takes controller_manager's services."""
+    if p.reset_mode != 'freedrive' or not p.is_ur:
+        return
+    try:
+        import controller_manager_msgs.srv  # noqa: F401 - a ROS 2 machine has it
+    except ImportError:
+        raise ParamError(
+            'reset_mode freedrive on a UR needs controller switching '
+            '(forward_velocity_controller off, freedrive_mode_controller on) and '
+            'controller_manager_msgs is not importable here: use reset_mode auto or teleop, '
+            'or run on a ROS 2 machine with controller_manager_msgs') from None
+    raise ParamError('reset_mode freedrive on a UR: controller switching is not built yet; '
+                     'use reset_mode auto or teleop')
 
 
 def main(argv=None):

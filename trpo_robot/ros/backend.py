@@ -33,6 +33,7 @@ from sensor_msgs.msg import JointState as JointStateMsg
 from std_msgs.msg import Bool, Float64MultiArray
 
 from trpo_robot.robot.backend import BackendFault, JointState
+from trpo_robot.robot.follow import FollowWatchdog
 from trpo_robot.robot.rate import TimingStats
 from trpo_robot.ros import node_utils as U
 from trpo_robot.ros.acting import TeleportUnavailable
@@ -47,6 +48,13 @@ class BackendStalled(BackendFault):
     """No joint_states for stall_timeout wall seconds: the driver (or twin) is gone or its
     clock stopped. A zero command has been published; the driver's own timeout covers the
     case that it cannot arrive."""
+
+
+class ArmNotFollowing(BackendFault):
+    """The arm did not do what it was commanded (protective stop, stopped program, inactive
+    controller, e-stop): the episode is aborted as arm_not_following and the arm held."""
+
+    cause = 'arm_not_following'
 
 
 class _Ring:
@@ -77,8 +85,12 @@ class RosBackend:
     def __init__(self, node: Node, joint_names, period: float, *, state_topic: str,
                  command_topic: str, stall_timeout: float = 1.0,
                  freedrive_topic: str = 'freedrive_mode_controller/enable_freedrive_mode',
-                 rate: float = 1.0):
+                 rate: float = 1.0, follow: FollowWatchdog | None = None):
         self.node = node
+        self.follow = follow
+        """Checks every acting tick that the arm follows the command (None: no check)."""
+        self.program_running = None
+        """The driver's robot_program_running (None: not reported); set by the node."""
         self._rate = float(rate)
         self._last_now = 0.0
         self._names = tuple(joint_names)
@@ -153,6 +165,8 @@ class RosBackend:
         self._held = np.zeros(self._n)
         self._unanswered = None
         self._publish(self._held)
+        if self.follow is not None:
+            self.follow.reset()
 
     def advance(self, duration: float) -> None:
         """Let ``duration`` pass on the driver's cycle, re-sending the held command once per
@@ -210,6 +224,10 @@ class RosBackend:
     def state_topic(self) -> str:
         return self._sub.topic_name
 
+    def command_listeners(self) -> int:
+        """Subscribers matched to the command topic (the guard, or the driver)."""
+        return self._pub.get_subscription_count()
+
     def wait_for_state(self, timeout: float) -> bool:
         """Block until a joint_states has arrived (True) or ``timeout`` wall seconds pass."""
         deadline = time.monotonic() + timeout
@@ -232,6 +250,8 @@ class RosBackend:
         self._tick_seq = self._state_seq
         self._tick_stamp = None if self._state is None else self._state.stamp
         self._unanswered = None
+        if self.follow is not None:
+            self.follow.reset()
 
     def timing(self) -> TimingStats:
         p50, p99 = self._lateness.percentiles()
@@ -281,12 +301,26 @@ class RosBackend:
                 if self._unanswered is not None:
                     self.overruns += 1  # the previous tick got no command at all
                 self._unanswered = receipt
+                self._check_following(state)
             return periods
         self.stalls += 1
         self._held = np.zeros(self._n)
         self._publish(self._held)
         raise BackendStalled(f'no joint_states for {self._stall} s of wall time: the driver '
                              'or twin is gone or paused; arm stopped')
+
+    def _check_following(self, state):
+        """Raise ArmNotFollowing (after a zero command) when the robot cannot or does not
+        move as commanded."""
+        if self.program_running is False:
+            why = ('the External Control program is not running (robot_program_running is '
+                   'false): press play on the pendant or restart it with the dashboard')
+        elif self.follow is not None and self.follow.tick(self._held, state.velocity):
+            why = self.follow.explain()
+        else:
+            return
+        self.stop()
+        raise ArmNotFollowing(why)
 
     def _receive(self, timeout):
         """Wait up to ``timeout`` s for joint_states, then take every queued one (the

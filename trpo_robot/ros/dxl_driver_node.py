@@ -10,8 +10,9 @@ freedrive_mode_controller/enable_freedrive_mode, and diagnostic_msgs/DiagnosticA
 One thread owns the serial bus (DynamixelBackend): each cycle it takes the newest command,
 writes it (a held command is written again every cycle, like the UR forward controller),
 reads the servos and publishes the reading. Lines of defence, outermost first: the
-command guard upstream; ``command_timeout`` here (zero velocity when no command came for
-that long); the servos' Bus Watchdog, armed at bring-up, which stops them by itself when
+command guard upstream; ``driver_command_timeout`` here (zero velocity when no command
+came for that long; config/dxl.yaml: 0.25 s, 0 holds forever as the UR forward controller
+does); the servos' Bus Watchdog, armed at bring-up, which stops them by itself when
 this process dies or hangs. Torque goes off on every way out (SIGINT, SIGTERM, an
 exception); a bus error stops the arm, is logged once, and ends the node with exit code 1
 without another byte written.
@@ -87,11 +88,12 @@ class DxlDriverNode(Node):
         self._msg = JointState()
         self._msg.name = self.names
         self.thread = U.Worker('bus', self._run, self.get_logger())
+        timeout = p.driver_command_timeout
         self.get_logger().info(
             f'Dynamixel arm on {config.port}: servos {list(self.backend.ids)} for joints '
             f'{self.names}, bus period {config.period * 1e3:.0f} ms, Bus Watchdog '
             f'{config.watchdog_ms:.0f} ms, command timeout '
-            f'{f"{d.command_timeout:g} s" if d.command_timeout else "off (hold forever)"}')
+            f'{f"{timeout:g} s" if timeout else "off (hold forever)"}')
 
     # -- node lifecycle (run_node) -------------------------------------------------------
 
@@ -172,7 +174,7 @@ class DxlDriverNode(Node):
             return True
         if self.backend.freedrive:
             return True  # the operator's: commands and the timeout do not apply
-        timeout = self.d.command_timeout
+        timeout = self.p.driver_command_timeout
         if command is None:
             if fresh or not stopped:
                 self.backend.stop()
@@ -184,8 +186,8 @@ class DxlDriverNode(Node):
                 self.counters['timeout_stops'] += 1
                 self.last_stop_age = now - command[1]
                 self.state = 'stopped (command timeout)'
-                self._warn('timeout', f'no command for {self.last_stop_age:.3f} s (command_'
-                           f'timeout {timeout:g} s): wrote zero velocity, holding')
+                self._warn('timeout', f'no command for {self.last_stop_age:.3f} s (driver_'
+                           f'command_timeout {timeout:g} s): wrote zero velocity, holding')
             return True
         if fresh:
             self.backend.send_velocity(command[0], at_once=False)
@@ -239,7 +241,8 @@ class DxlDriverNode(Node):
         with self._lock:
             command = self._command
         values = dict(state=self.state, port=be.config.port, torque=be.torque_enabled,
-                      freedrive=be.freedrive, command_timeout=self.d.command_timeout,
+                      freedrive=be.freedrive,
+                      command_timeout=self.p.driver_command_timeout,
                       last_command_age=(time.monotonic() - command[1]) if command
                       else float('nan'), last_stop_age=self.last_stop_age,
                       cycles=stats['cycles'],

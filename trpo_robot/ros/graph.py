@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-NODES = ('twin_node', 'actor_node', 'learner_node')
+NODES = ('twin_node', 'guard_node', 'actor_node', 'learner_node')
 PR_SET_PDEATHSIG = 1
 
 

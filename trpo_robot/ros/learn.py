@@ -5,11 +5,13 @@ file uses (with this run's overrides written next to the results), on a free ROS
 with localhost-only discovery; follows their diagnostics to print progress; stops when the
 learner reports the run done (success rate or step budget) or on Ctrl-C, in the order that
 keeps the arm safe and the learning kept: actor (stops the arm), learner (writes its
-checkpoint), twin. Writes the checkpoint, progress.csv and learning_curve.png into --out.
+checkpoint), command guard, twin. Writes the checkpoint, progress.csv and
+learning_curve.png into --out.
 
 On an arm: ``--robot dxl --port PATH`` starts dxl_driver_node on that serial device in
 place of the twin; ``--no-sim`` starts no driver and checks that one (the UR driver) is
-already publishing before the actor starts. Both run in real time on the system clock.
+already publishing before the actor starts. Both run in real time on the system clock,
+with the command guard between the actor and the driver.
 """
 import csv
 import math
@@ -228,6 +230,7 @@ def cmd_learn(args):
                 if args.dxl_config else {}
             procs.append(graph.NodeProcess(driver, [robot_yaml], env, logs,
                                            params={'port': args.port, **extra}))
+        procs.append(graph.NodeProcess('guard_node', [robot_yaml], env, logs))
         procs.append(graph.NodeProcess('learner_node', [robot_yaml, learner_yaml], env, logs))
         procs.append(graph.NodeProcess('actor_node', [robot_yaml], env, logs,
                                        params={'use_sim_time': rp.sim_clock}))
@@ -235,7 +238,8 @@ def cmd_learn(args):
     finally:
         by_name = {p.name: p for p in procs}
         codes = graph.stop_all([by_name.get('actor_node'), by_name.get('learner_node'),
-                                by_name.get(driver)], timeout=30.0)
+                                by_name.get('guard_node'), by_name.get(driver)],
+                               timeout=30.0)
         run.finish(codes)
 
 

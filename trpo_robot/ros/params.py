@@ -43,8 +43,34 @@ class RobotParams:
     (UR5 CB3 125 Hz, UR5e 500 Hz, Dynamixel bus 10 ms). The twin refuses a value that
     differs from its model's."""
     robot_receive_timeout: float = 0.04
-    """The driver stops the arm when the newest command is older than this, s (the UR
-    driver's robot_receive_timeout). Measured on the graph clock (sim time in the twin)."""
+    """The UR driver's robot_receive_timeout, s: it covers only the driver-to-robot link
+    (the reverse interface), not ROS commands. Here it sizes the command guard's default
+    timeout (agent_dt + this)."""
+    driver_command_timeout: float = 0.0
+    """The driver's own stop for a stale command stream, s; 0: none. The UR driver has none
+    (its forward controllers hold the last command forever, ros2_controllers#95), so the
+    UR twin holds too; dxl_driver_node's command_timeout is the Dynamixel path's."""
+    guard_topic: str = 'command_guard/commands'
+    """The actor publishes its commands here; the command guard (guard_node) relays them
+    to command_topic and sends zero when they go stale."""
+    guard_timeout: float = 0.0
+    """Guard: zero the driver's command when the actor's newest is older than this, s of
+    driver time; 0: agent_dt + robot_receive_timeout (one agent step plus the UR's 40 ms)."""
+    require_guard: bool = True
+    """Actor: act only once a command guard listens on guard_topic (false: publish straight
+    to command_topic, for a driver that stops stale commands itself)."""
+    follow_check: bool = True
+    """Actor: abort an episode as arm_not_following when the arm does not follow the
+    command (protective stop, stopped program, inactive controller)."""
+    follow_lag: float = 0.05
+    """Actor: the arm's response time to a velocity command, s (the driver period, the
+    servo's time constant and the transport)."""
+    follow_window: float = 0.2
+    """Actor: s the arm may lag the command before the episode is aborted."""
+    program_running_topic: str = 'io_and_status_controller/robot_program_running'
+    """UR driver (std_msgs/Bool, latched): False aborts the episode at once."""
+    speed_scaling_topic: str = 'speed_scaling_state_broadcaster/speed_scaling'
+    """UR driver (std_msgs/Float64, percent): scales what the follow check expects."""
     agent_dt: float = 0.04
     """Agent step, s: a whole number of driver periods (SenseAct: 40 ms)."""
     real_time_factor: float = 1.0
@@ -125,8 +151,10 @@ class RobotParams:
         object.__setattr__(self, 'task', resolve_task(self.robot, self.task))
         for name in ('driver_period', 'robot_receive_timeout', 'agent_dt', 'real_time_factor',
                      'learner_timeout', 'stall_timeout', 'diagnostics_period',
-                     'reset_timeout'):
+                     'reset_timeout', 'follow_window'):
             _positive(self, name)
+        for name in ('driver_command_timeout', 'guard_timeout', 'follow_lag'):
+            _check(getattr(self, name) >= 0, f'{name} must be >= 0, got {getattr(self, name)}')
         for name in ('episode_queue_depth', 'max_policy_bytes', 'budget_steps',
                      'success_window'):
             _check(getattr(self, name) >= 1, f'{name} must be >= 1, got {getattr(self, name)}')
@@ -142,12 +170,21 @@ class RobotParams:
                f'{self.driver_period} s')
         _check(self.robot_receive_timeout >= self.driver_period,
                'robot_receive_timeout must be at least one driver period')
+        _check(self.effective_guard_timeout() >= 2 * self.driver_period,
+               'guard_timeout must be at least two driver periods')
         _check(self.sim_clock or self.real_time_factor == 1.0,
                'sim_clock: false stamps with the system clock and needs real_time_factor 1')
         for name in ('joint_states_topic', 'command_topic', 'freedrive_topic', 'clock_topic',
                      'teleport_topic', 'episodes_topic', 'policy_topic', 'episode_dir',
-                     'joy_topic'):
+                     'joy_topic', 'guard_topic'):
             _check(bool(getattr(self, name)), f'{name} must not be empty')
+
+    def effective_guard_timeout(self) -> float:
+        return self.guard_timeout or self.agent_dt + self.robot_receive_timeout
+
+    @property
+    def is_ur(self) -> bool:
+        return ROBOT_FAMILY[self.robot] == 'ur5'
 
     def task_spec(self) -> Task:
         """The task with this file's agent step (its episode length stays in seconds)."""
@@ -159,24 +196,14 @@ class RobotParams:
 @dataclass(frozen=True)
 class DxlDriverParams:
     """dxl_driver_node's own parameters; the rest comes from the robot file (RobotParams:
-    topics, driver_period, diagnostics_period, realtime) and the bus file."""
+    topics, driver_period, driver_command_timeout, diagnostics_period, realtime) and the
+    bus file."""
 
     dxl_config: str = ''
     """Bus configuration, plain YAML as config/dxl_hw.yaml (ids, baud, period, watchdog,
     zero and direction of each servo); empty: the package's config/dxl_hw.yaml."""
     port: str = ''
     """Serial device, overriding the bus file's port; empty: the file's."""
-    command_timeout: float = 0.25
-    """Wall s after the newest command at which the driver writes zero velocity and says
-    so (0: hold the last command forever, as the UR forward controller does). A last
-    software line behind the command guard; the servos' Bus Watchdog is the line after
-    it, for when this process dies."""
-
-    def __post_init__(self):
-        _check(isinstance(self.command_timeout, (int, float))
-               and math.isfinite(self.command_timeout) and self.command_timeout >= 0,
-               f'command_timeout must be a finite number >= 0 (0: never), got '
-               f'{self.command_timeout!r}')
 
 
 @dataclass(frozen=True)

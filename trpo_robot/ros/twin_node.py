@@ -1,21 +1,31 @@
-"""twin_node: the MuJoCo twin behind the interface of the UR ROS 2 driver.
+"""twin_node: the MuJoCo twin behind the interface of the UR ROS 2 driver, as unforgiving.
 
-Publishes sensor_msgs/JointState on joint_states every driver period, takes joint
-velocities (std_msgs/Float64MultiArray) on forward_velocity_controller/commands, and stops
-the arm itself when the newest command is older than robot_receive_timeout, as the real
-arm does (the forward controllers have no timeout of their own, so the arm's is the last
-line). It is the graph's clock: /clock carries sim time, so with use_sim_time every timeout
-and episode length keeps its meaning at any real-time factor.
+Publishes sensor_msgs/JointState on joint_states every driver period and takes joint
+velocities (std_msgs/Float64MultiArray) on forward_velocity_controller/commands. Like the
+real driver's forward_velocity_controller it holds the newest command until another one
+replaces it, with no staleness stop of its own (ros2_controllers#95): an actor that dies
+leaves the arm moving, and only the command guard (guard_node) stops it. A
+driver_command_timeout > 0 stands in for a driver that does stop stale commands
+(dxl_driver_node's command_timeout). It is the graph's clock: /clock carries sim time.
+
+The UR's ways of not moving while joint_states keep flowing can be switched on from a test
+(std_srvs/Trigger services): ~/protective_stop, ~/stop_program, ~/deactivate_controller, and
+~/recover (activates the controller, restarts the program, clears the stop). As on the real
+robot, a recovered program goes on writing the command the controller holds, and an
+inactive controller ignores commands (its subscription still exists, as the controller
+manager's does) and forgets them. ~/speed_slider (std_msgs/Float64, 0..1) is the pendant's
+speed slider; io_and_status_controller/robot_program_running (Bool, latched) and
+speed_scaling_state_broadcaster/speed_scaling (Float64, percent) are published like the
+driver's.
 
 Sim only: a std_msgs/Float64MultiArray of joint positions on ~/reset_state teleports the
-arm (a standard service type cannot carry the pose); the actor falls back to driving the
-arm home where nobody serves it.
+arm (a standard service type cannot carry the pose).
 
 Freedrive as the UR driver's freedrive_mode_controller: std_msgs/Bool True on
 freedrive_topic turns it on for FREEDRIVE_TIMEOUT s of sim time (kept alive by repeated
-Trues), False ends it. Meanwhile the servos let go and gravity compensation keeps the arm
-floating, velocity commands and the receive timeout do not apply, and ~/reset_state is the
-operator's hand; afterwards the servos hold at zero velocity.
+Trues), False ends it. On a UR it is refused while the velocity controller is active, as
+the driver refuses a second motion controller. Meanwhile the servos let go and gravity
+compensation keeps the arm floating; afterwards the servos hold at zero velocity.
 """
 import math
 import threading
@@ -24,9 +34,11 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Bool, Float64MultiArray
+from std_msgs.msg import Bool, Float64, Float64MultiArray
+from std_srvs.srv import Trigger
 
 from trpo_robot.ros import node_utils as U
 from trpo_robot.ros.params import ParamError, RobotParams
@@ -37,6 +49,12 @@ LOG_EVERY = 2.0
 FREEDRIVE_TIMEOUT = 10.0
 """Sim s after the last True on freedrive_topic at which freedrive ends by itself (the UR
 freedrive_mode_controller's default inactive_timeout)."""
+SPEED_SCALING_PERIOD = 0.01
+"""s of sim time between speed_scaling messages (the broadcaster's state_publish_rate,
+100 Hz)."""
+QOS_LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+"""robot_program_running, as the driver's io_and_status_controller publishes it."""
 
 
 class TwinNode(Node):
@@ -59,8 +77,17 @@ class TwinNode(Node):
         self._sim_now = self.backend.now()
         self._warn = U.ThrottledWarnings(self.get_logger(), LOG_EVERY)
         self.counters = dict(commands=0, bad_commands=0, watchdog_stops=0, teleports=0,
-                             bad_teleports=0, freedrive_messages=0)
+                             bad_teleports=0, freedrive_messages=0, ignored_commands=0,
+                             refused_freedrive=0)
         self.state = 'idle'
+        self.ur = p.is_ur
+        self.controller_active = True
+        """forward_velocity_controller active (the driver launched with it as
+        initial_joint_controller); inactive: commands ignored and forgotten."""
+        self.program_running = True
+        self.protective_stop = False
+        self.speed_scaling = 1.0
+        self._scaling_sent = -1.0
         self.last_command_sim = float('nan')
         self.last_stop_sim = float('nan')
         self.last_stop_age = float('nan')
@@ -77,17 +104,34 @@ class TwinNode(Node):
         self.create_subscription(Float64MultiArray, '~/reset_state', self._on_teleport,
                                  U.QOS_COMMAND)
         self.create_subscription(Bool, p.freedrive_topic, self._on_freedrive, U.QOS_COMMAND)
+        if self.ur:
+            self._make_ur_interfaces()
         self._diag_wall = (time.monotonic(), self._sim_now)
         self.create_timer(p.diagnostics_period, self._publish_diagnostics,
                           clock=U.steady_clock())
         self.thread = U.Worker('physics', self._run, self.get_logger())
         self._msg = JointState()
         self._msg.name = self.names
+        self._next_scaling = 0.0
+        stale = (f'stopped after {p.driver_command_timeout:g} s' if p.driver_command_timeout
+                 else 'held forever, as the UR driver does')
         self.get_logger().info(
             f'twin {p.robot}: {self.n} joints, driver period {p.driver_period * 1e3:.0f} ms, '
-            f'real-time factor {p.real_time_factor:g}, receive timeout '
-            f'{p.robot_receive_timeout * 1e3:.0f} ms, clock '
+            f'real-time factor {p.real_time_factor:g}, stale commands {stale}, clock '
             f'{p.clock_topic if p.sim_clock else "system (no /clock)"}')
+
+    def _make_ur_interfaces(self):
+        p = self.p
+        self.pub_program = self.create_publisher(Bool, p.program_running_topic, QOS_LATCHED)
+        self.pub_program.publish(Bool(data=True))
+        self.pub_scaling = self.create_publisher(Float64, p.speed_scaling_topic,
+                                                 U.QOS_STATE_PUB)
+        self.create_subscription(Float64, '~/speed_slider', self._on_slider, U.QOS_COMMAND)
+        for name, change in (('protective_stop', self._protective_stop),
+                             ('stop_program', self._stop_program),
+                             ('deactivate_controller', self._deactivate_controller),
+                             ('recover', self._recover)):
+            self.create_service(Trigger, f'~/{name}', self._trigger(change))
 
     # -- node lifecycle (run_node) -------------------------------------------------------
 
@@ -106,6 +150,11 @@ class TwinNode(Node):
     # -- subscriptions (executor thread) -------------------------------------------------
 
     def _on_command(self, msg):
+        if not self.controller_active:
+            with self._lock:
+                self.counters['ignored_commands'] += 1
+            self._warn('inactive', 'forward_velocity_controller is inactive: command ignored')
+            return
         command = np.asarray(msg.data, dtype=float)
         reason = None
         if command.shape != (self.n,):
@@ -135,9 +184,67 @@ class TwinNode(Node):
             self._teleport = target
 
     def _on_freedrive(self, msg):
+        if msg.data and self.ur and self.controller_active:
+            with self._lock:
+                self.counters['refused_freedrive'] += 1
+            self._warn('freedrive', 'freedrive refused: forward_velocity_controller is '
+                       'active (the driver runs one motion controller at a time; switch '
+                       'controllers first)')
+            return
         with self._lock:
             self.counters['freedrive_messages'] += 1
             self._freedrive_at = self._sim_now if msg.data else None
+
+    # -- the UR's ways of not moving (test services) -------------------------------------
+
+    def _trigger(self, change):
+        def handle(request, response):
+            with self._lock:
+                response.message = change()
+            response.success = True
+            self.get_logger().warning(f'driver: {response.message}')
+            return response
+        return handle
+
+    def _protective_stop(self):
+        self.protective_stop = True
+        return 'protective stop: the arm brakes and ignores commands until recovered'
+
+    def _stop_program(self):
+        self.program_running = False
+        self.pub_program.publish(Bool(data=False))
+        return 'External Control program stopped: commands are not written to the robot'
+
+    def _deactivate_controller(self):
+        self.controller_active = False
+        self._command, self._fresh = None, True
+        return 'forward_velocity_controller inactive: commands ignored'
+
+    def _recover(self):
+        self.protective_stop = False
+        self.controller_active = True
+        if not self.program_running:
+            self.program_running = True
+            self.pub_program.publish(Bool(data=True))
+        return 'recovered: controller active, program running, no protective stop'
+
+    def _on_slider(self, msg):
+        value = float(msg.data)
+        if not 0.0 <= value <= 1.0:
+            self._warn('slider', f'speed slider {value} outside [0, 1] ignored')
+            return
+        with self._lock:
+            self.speed_scaling = value
+
+    def _halted(self):
+        """Why the robot does not move whatever is commanded, or ''."""
+        if self.protective_stop:
+            return 'protective stop'
+        if not self.program_running:
+            return 'program stopped'
+        if not self.controller_active:
+            return 'controller inactive'
+        return ''
 
     # -- the driver loop (physics thread) ------------------------------------------------
 
@@ -154,6 +261,7 @@ class TwinNode(Node):
                 self._fresh, self._teleport = False, None
                 if teleport is not None:
                     self._command = command = None
+                halted, scaling = self._halted(), self.speed_scaling
             now = self.backend.now()
             if self._update_freedrive(now):
                 stopped = True
@@ -162,27 +270,41 @@ class TwinNode(Node):
                 stopped = True
             elif self.backend.freedrive:
                 pass  # the operator's: no command, no receive timeout
+            elif halted:
+                if not stopped:
+                    self.backend.stop()
+                    stopped = True
+                self.state = f'halted ({halted})'
             elif command is None:
                 if not stopped or fresh:
                     self.backend.stop()
                     stopped = True
                     self.state = 'stopped (bad command)' if fresh else 'idle'
-            elif now - command[1] >= p.robot_receive_timeout - 1e-9:
+            elif self._stale(command, now):
                 if not stopped:
-                    self.backend.stop()
+                    self._watchdog_stop(command, now)
                     stopped = True
-                    self.counters['watchdog_stops'] += 1
-                    self.last_stop_sim, self.last_stop_age = now, now - command[1]
-                    self.state = 'stopped (receive timeout)'
-                    self._warn('watchdog', f'no command for {now - command[1]:.3f} s of sim '
-                               f'time (timeout {p.robot_receive_timeout} s): arm stopped')
-            elif fresh:
-                self.backend.send_velocity(command[0])
+            elif fresh or stopped or scaling != self._scaling_sent:
+                # The controller holds its command: after a recovery, the arm goes on.
+                self.backend.send_velocity(command[0] * scaling)
+                self._scaling_sent = scaling
                 stopped = False
                 self.last_command_sim = command[1]
                 self.state = 'commanded'
-            self.backend.advance(p.driver_period)
+            self.backend.advance(self.p.driver_period)
             self._publish_state()
+
+    def _stale(self, command, now):
+        timeout = self.p.driver_command_timeout
+        return timeout > 0 and now - command[1] >= timeout - 1e-9
+
+    def _watchdog_stop(self, command, now):
+        self.backend.stop()
+        self.counters['watchdog_stops'] += 1
+        self.last_stop_sim, self.last_stop_age = now, now - command[1]
+        self.state = 'stopped (command timeout)'
+        self._warn('watchdog', f'no command for {now - command[1]:.3f} s of sim time '
+                   f'(driver_command_timeout {self.p.driver_command_timeout} s): arm stopped')
 
     def _update_freedrive(self, now):
         """Switch the servos when freedrive starts or ends (False, or no True for
@@ -226,6 +348,9 @@ class TwinNode(Node):
             clock = Clock()
             clock.clock = msg.header.stamp
             self.pub_clock.publish(clock)
+        if self.ur and reading.stamp >= self._next_scaling:
+            self._next_scaling = reading.stamp + SPEED_SCALING_PERIOD - 1e-9
+            self.pub_scaling.publish(Float64(data=100.0 * self.speed_scaling))
 
     # -- diagnostics ---------------------------------------------------------------------
 
@@ -239,6 +364,9 @@ class TwinNode(Node):
                       last_command_sim=self.last_command_sim, last_stop_sim=self.last_stop_sim,
                       last_stop_age=self.last_stop_age, overruns=self.backend.overruns,
                       freedrive=self.backend.freedrive,
+                      controller_active=self.controller_active,
+                      program_running=self.program_running,
+                      protective_stop=self.protective_stop, speed_scaling=self.speed_scaling,
                       **self.counters)
         level = U.WARN if self.counters['bad_commands'] or self.counters['bad_teleports'] \
             else U.OK

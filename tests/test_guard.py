@@ -1,0 +1,129 @@
+"""The command guard's decisions and the arm-follows-command watchdog, without ROS."""
+import numpy as np
+import pytest
+
+from trpo_robot.robot.follow import FollowWatchdog
+from trpo_robot.robot.guard import CommandGuard, RELAYING, WAITING
+
+LIMITS = np.array([3.14, 3.14, 1.0])
+PERIOD = 0.008
+
+
+def _guard(timeout=0.08):
+    return CommandGuard(LIMITS, timeout)
+
+
+def test_relays_valid_commands_unchanged():
+    g = _guard()
+    assert g.state == WAITING
+    assert g.on_tick(0.0) is None  # nothing to stop before the actor spoke
+    out = g.on_command([0.1, -0.2, 0.3], now=1.0)
+    np.testing.assert_array_equal(out, [0.1, -0.2, 0.3])
+    assert g.state == RELAYING
+
+
+def test_a_stale_stream_is_zeroed_once_the_timeout_has_passed_and_not_before():
+    g = _guard(timeout=0.08)
+    g.on_command([0.1, 0.1, 0.1], now=1.0)
+    assert g.on_tick(1.072) is None
+    out = g.on_tick(1.08)
+    np.testing.assert_array_equal(out, np.zeros(3))
+    assert g.state.startswith('stopped: no command')
+    assert g.last_stop_age == pytest.approx(0.08)
+    assert g.counters['stale'] == 1
+
+
+def test_zero_is_repeated_while_stopped_and_a_new_command_resumes():
+    g = _guard(timeout=0.08)
+    g.on_command([0.1, 0.1, 0.1], now=0.0)
+    g.on_tick(0.1)
+    assert g.on_tick(0.15) is None
+    np.testing.assert_array_equal(g.on_tick(0.18), np.zeros(3))
+    np.testing.assert_array_equal(g.on_command([0.2, 0.0, 0.0], now=0.2), [0.2, 0.0, 0.0])
+    assert g.relaying
+
+
+@pytest.mark.parametrize('bad, cause', [
+    ([0.1, 0.2], 'bad command: 2 values'),
+    ([0.1, float('nan'), 0.0], 'bad command: non-finite'),
+    ([0.1, 0.2, 1.5], 'bad command: joint 2 at 1.500'),
+    ([], 'the actor said it is stopping'),
+])
+def test_bad_or_goodbye_commands_become_zero(bad, cause):
+    g = _guard()
+    g.on_command([0.1, 0.1, 0.1], now=0.0)
+    out = g.on_command(bad, now=0.01)
+    np.testing.assert_array_equal(out, np.zeros(3))
+    assert g.last_stop_cause.startswith(cause)
+
+
+def test_a_publisher_that_left_the_graph_stops_the_arm_at_once():
+    g = _guard(timeout=10.0)
+    g.on_command([0.1, 0.1, 0.1], now=0.0)
+    assert g.on_tick(0.008, publishers=None) is None
+    np.testing.assert_array_equal(g.on_tick(0.016, publishers=0), np.zeros(3))
+    assert g.counters['publisher_gone'] == 1
+
+
+def test_the_guard_never_outputs_anything_but_the_last_command_or_zero():
+    rng = np.random.default_rng(0)
+    g = _guard(timeout=0.05)
+    last_valid, now = None, 0.0
+    for _ in range(2000):
+        now += PERIOD
+        if rng.random() < 0.5:
+            size = rng.choice([0, 2, 3, 3, 3])
+            values = rng.normal(0, 1.5, size)
+            if size and rng.random() < 0.1:
+                values[0] = np.inf
+            out = g.on_command(values, now)
+            if g.relaying:
+                last_valid = values
+        else:
+            out = g.on_tick(now)
+        if out is not None:
+            zero = not np.any(out)
+            assert zero or (last_valid is not None and np.array_equal(out, last_valid))
+            assert np.all(np.abs(out) <= LIMITS)
+
+
+def _follow(**kw):
+    return FollowWatchdog(PERIOD, lag=0.04, window=0.1, **kw)
+
+
+def test_follow_check_is_quiet_for_an_arm_that_follows_after_its_lag():
+    w = _follow()
+    command = np.array([0.3, -0.2])
+    lag = w.lag_ticks
+    for tick in range(200):
+        velocity = command if tick >= lag else np.zeros(2)
+        assert not w.tick(command, velocity)
+
+
+def test_follow_check_fires_after_the_window_for_an_arm_that_stands_still():
+    w = _follow()
+    command = np.array([0.3, -0.2])
+    fired = [w.tick(command, np.zeros(2)) for _ in range(w.lag_ticks + w.window_ticks)]
+    assert fired[-1] and not any(fired[:-1])
+    assert 'protective stop' in w.explain()
+
+
+def test_follow_check_ignores_small_commands_and_a_reduced_speed_scaling():
+    w = _follow()
+    for _ in range(100):
+        assert not w.tick([0.01, 0.0], np.zeros(2))  # below min_speed: nothing to judge
+    w.reset()
+    w.speed_scaling = 0.3  # the pendant's slider at 30 %
+    command = np.array([0.3, 0.0])
+    for _ in range(100):
+        assert not w.tick(command, 0.3 * command)
+
+
+def test_follow_check_fires_when_the_arm_moves_the_other_way_or_scaling_is_zero():
+    w = _follow()
+    command = np.array([0.3, 0.0])
+    assert any(w.tick(command, -command) for _ in range(100))
+    w.reset()
+    w.speed_scaling = 0.0
+    assert any(w.tick(command, command) for _ in range(100))
+    assert 'speed scaling 0 %' in w.explain()

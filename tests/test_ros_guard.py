@@ -1,0 +1,211 @@
+"""The UR twin is as unforgiving as the driver, and the command guard makes up for it.
+
+Real processes on the UR5 twin. The twin holds the newest command forever, as the UR
+driver's forward_velocity_controller does (ros2_controllers#95): a commander killed mid-
+motion leaves the arm moving. The guard (its own process) zeroes the command when the
+stream goes stale. A protective stop, a stopped program or an inactive controller leave
+joint_states flowing; the actor notices that the arm does not follow, aborts the episode as
+arm_not_following (recorded, never learned from) and holds.
+"""
+from pathlib import Path
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from ros_support import actor_state, call_trigger, CONFIG, Graph
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64, String
+
+from trpo_robot.ros import graph as G
+from trpo_robot.ros import node_utils as U
+from trpo_robot.ros import params as P
+from trpo_robot.ros.params import task_dims
+from trpo_robot.store import EpisodeStore
+from trpo_robot.trpo import wire
+
+pytestmark = pytest.mark.timeout(480)
+SENDER = Path(__file__).resolve().parent / 'command_sender.py'
+WRIST = 5          # wrist_3: turns the flange, free of collisions and gravity load
+SPEED = 0.5        # rad/s, within the UR5's pi rad/s
+RTF = 2.0
+FAST_LEARNER = {'trpo.batch_steps': 200}
+
+
+@pytest.fixture
+def graphs():
+    made = []
+    yield made
+    for g in made:
+        g.close()
+
+
+def _graph(graphs, folder, nodes, **robot):
+    g = Graph(folder, robot='ur5', nodes=nodes, learner_params=FAST_LEARNER,
+              robot_params={'real_time_factor': RTF, **robot})
+    graphs.append(g)
+    g.probe.listen('joints', JointState, '/joint_states', U.QOS_STATE_SUB)
+    for key in ('twin_node', 'command_guard', 'actor_node'):
+        g.probe.watch(key, f'/{key}/diagnostics')
+    g.wait(lambda: g.probe.got('joints'), 30, 'joint_states at the probe')
+    return g
+
+
+def _latest(g):
+    msg = g.probe.got('joints')[-1][1]
+    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, msg
+
+
+def _at(g, stamp):
+    """The first joint_states at or after sim time `stamp` (waits for it)."""
+    def find():
+        for _, m in g.probe.got('joints'):
+            if m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 >= stamp:
+                return m
+        return None
+    return g.wait(find, 60, f'joint_states at sim time {stamp:.2f}')
+
+
+class _Sender:
+    """tests/command_sender.py as a process, killed at the end of the test at the latest."""
+
+    def __init__(self, g, topic, command):
+        self.proc = subprocess.Popen(
+            [sys.executable, str(SENDER), topic, '0.004', *map(str, command)], env=g.env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.kill()
+
+
+def _sender(graphs, g, topic, command):
+    sender = _Sender(g, topic, command)
+    graphs.append(sender)
+    return sender
+
+
+def _moving(g):
+    return abs(_latest(g)[1].velocity[WRIST] - SPEED) < 0.05
+
+
+def _diag(g, node, status):
+    return g.probe.diag(node, status) or {}
+
+
+def _command():
+    command = np.zeros(6)
+    command[WRIST] = SPEED
+    return command
+
+
+def test_a_killed_commander_leaves_the_ur_twin_moving_as_the_real_driver_would(graphs,
+                                                                               tmp_path):
+    g = _graph(graphs, tmp_path / 'g', ('twin_node',))
+    sender = _sender(graphs, g, '/forward_velocity_controller/commands', _command())
+    g.wait(lambda: _moving(g), 60, 'the wrist turning at the commanded speed')
+    sender.kill()
+    killed, msg = _latest(g)
+    later = _at(g, killed + 1.0)
+    assert later.velocity[WRIST] == pytest.approx(SPEED, abs=0.05), \
+        'the twin stopped a stale command: the real UR driver never does'
+    assert later.position[WRIST] - msg.position[WRIST] > 0.8 * SPEED
+    assert _diag(g, 'twin_node', 'driver').get('watchdog_stops') == '0'
+
+
+def _at_rest_for_good(g, after):
+    """The arm at rest after sim time `after`, and no motion for 0.5 s after that."""
+    rest = _at(g, after + 0.3)
+    assert max(abs(v) for v in rest.velocity) < 0.01, 'the arm is still moving'
+    t0 = rest.header.stamp.sec + rest.header.stamp.nanosec * 1e-9
+    later = _at(g, t0 + 0.5)
+    assert np.max(np.abs(np.subtract(later.position, rest.position))) < 1e-3
+
+
+def test_the_guard_stops_the_arm_when_its_commander_is_killed(graphs, tmp_path):
+    g = _graph(graphs, tmp_path / 'g', ('twin_node', 'guard_node'))
+    sender = _sender(graphs, g, '/command_guard/commands', _command())
+    g.wait(lambda: _moving(g), 60, 'the wrist turning through the guard')
+    sender.kill()
+    g.wait(lambda: _diag(g, 'command_guard', 'guard').get('stops', '0') != '0', 30,
+           'the guard stopping the arm')
+    guard = _diag(g, 'command_guard', 'guard')
+    timeout, period = float(guard['timeout']), g.rp.driver_period
+    assert timeout == pytest.approx(g.rp.agent_dt + g.rp.robot_receive_timeout)
+    assert float(guard['last_stop_age']) <= timeout + period + 1e-6
+    _at_rest_for_good(g, float(guard['last_stop_time']))
+
+
+def _acting(g):
+    g.wait(lambda: _diag(g, 'actor_node', 'control').get('phase') == 'acting', 240,
+           'the actor acting an episode')
+
+
+def test_kill_9_of_the_actor_the_guard_brings_the_arm_to_rest(graphs, tmp_path):
+    g = _graph(graphs, tmp_path / 'g', ('twin_node', 'guard_node', 'actor_node',
+                                        'learner_node'))
+    _acting(g)
+    g.kill('actor_node', signal.SIGKILL)
+    g.wait(lambda: _diag(g, 'command_guard', 'guard').get('stops', '0') != '0', 30,
+           'the guard stopping the arm')
+    guard = _diag(g, 'command_guard', 'guard')
+    assert guard['last_stop_cause'].startswith(('no command', 'the actor left'))
+    _at_rest_for_good(g, float(guard['last_stop_time']))
+
+
+@pytest.mark.parametrize('fault', ['protective_stop', 'stop_program',
+                                   'deactivate_controller'])
+def test_an_arm_that_does_not_follow_aborts_the_episode_and_holds(graphs, tmp_path, fault):
+    g = _graph(graphs, tmp_path / 'g', ('twin_node', 'guard_node', 'actor_node',
+                                        'learner_node'))
+    g.probe.listen('state', String, '/actor_node/state', U.QOS_POLICY)
+    _acting(g)
+    assert call_trigger(g, fault, node='/twin_node').success
+    g.wait(lambda: _diag(g, 'actor_node', 'safety').get('aborted_arm_not_following'), 60,
+           'the actor aborting the episode as arm_not_following')
+    g.wait(lambda: actor_state(g) == 'hold', 30, 'the actor holding the arm')
+    said = _diag(g, 'actor_node', 'safety')['last_fault']
+    assert ('program is not running' if fault == 'stop_program' else 'did not follow') in said
+    store = EpisodeStore(g.rp.episode_dir)
+    dims = task_dims(g.rp.task_spec())
+    aborted = [wire.decode_episode(store.read(path), *dims)[1]
+               for _, _, path in store.episodes()]
+    aborted = [i for i in aborted if i['aborted']]
+    if fault != 'stop_program':  # a stopped program is caught on the first tick
+        assert any(i['extra'].get('abort_reason') == 'arm_not_following' for i in aborted)
+
+
+def test_a_reduced_speed_scaling_never_fires_the_follow_check(graphs, tmp_path):
+    g = _graph(graphs, tmp_path / 'g', ('twin_node', 'guard_node', 'actor_node',
+                                        'learner_node'))
+    slider = g.probe.node.create_publisher(Float64, '/twin_node/speed_slider', U.QOS_COMMAND)
+    g.wait(lambda: slider.get_subscription_count() > 0, 30, 'the twin hearing the slider')
+    slider.publish(Float64(data=0.4))
+    g.wait(lambda: _diag(g, 'twin_node', 'driver').get('speed_scaling') == '0.4', 30,
+           'the twin at 40 % speed')
+    _acting(g)
+    episodes = int(_diag(g, 'actor_node', 'control')['episodes'])
+    g.wait(lambda: int(_diag(g, 'actor_node', 'control').get('episodes', 0)) >= episodes + 3,
+           120, 'three more episodes at 40 % speed')
+    safety = _diag(g, 'actor_node', 'safety')
+    assert 'aborted_arm_not_following' not in safety
+    assert float(safety['speed_scaling']) == pytest.approx(0.4)
+
+
+def test_freedrive_resets_on_a_ur_are_refused_at_start_with_what_to_do(tmp_path):
+    values = P.node_parameters([CONFIG / 'ur5.yaml'], 'actor_node')
+    values.update(reset_mode='freedrive', episode_dir=str(tmp_path / 'episodes'))
+    robot_yaml = P.write_param_file(tmp_path / 'ur5.yaml',
+                                    P.to_ros(P.build(P.RobotParams, values)))
+    proc = G.NodeProcess('actor_node', [robot_yaml], G.ros_env(G.free_domain_id()),
+                         tmp_path / 'logs')
+    assert proc.proc.wait(120) == 2
+    proc.stop()
+    text = proc.log_path.read_text()
+    assert 'reset_mode freedrive on a UR' in text and 'use reset_mode auto or teleop' in text

@@ -1,0 +1,99 @@
+"""What the command guard lets through to the driver: the actor's newest command, or zero.
+
+The UR ROS 2 driver's forward_velocity_controller has no stale-command timeout
+(ros2_controllers#95): when the process that commands it dies, hangs or loses its network,
+the driver keeps writing the last velocity to the robot every cycle and the arm keeps
+moving. The guard runs in a process of its own next to the driver, relays the actor's
+commands, and sends zero as soon as the actor's stream goes stale, its publisher leaves the
+graph, the actor says goodbye (an empty command) or a command is malformed. It never makes
+up a command: what reaches the driver is the actor's last valid command or zero.
+
+Pure numpy, so the decisions are tested without ROS; trpo_robot/ros/guard_node.py is the
+thin ROS edge around it.
+"""
+import numpy as np
+
+RELAYING = 'relaying'
+WAITING = 'waiting for the actor'
+
+
+class CommandGuard:
+    """Decides, per received command and per driver tick, what the driver gets.
+
+    Time is the driver's (the joint_states stamps), so the timeout keeps its meaning at
+    any real-time factor of a twin and is immune to the guard's own scheduling delays.
+    """
+
+    def __init__(self, velocity_limits, timeout: float, rezero_every: float | None = None):
+        self.limits = np.asarray(velocity_limits, dtype=float)
+        self.n = len(self.limits)
+        if not timeout > 0:
+            raise ValueError(f'guard timeout must be > 0 s, got {timeout}')
+        self.timeout = float(timeout)
+        self.rezero_every = self.timeout if rezero_every is None else float(rezero_every)
+        """While stopped, zero is sent again this often (driver time): a driver or
+        controller that (re)starts after the stop still gets it."""
+        self.state = WAITING
+        self.last_command_time = None
+        self._last_zero_time = None
+        self.counters = dict(relayed=0, stops=0, bad_commands=0, goodbyes=0, stale=0,
+                             publisher_gone=0)
+        self.last_stop_time = float('nan')
+        self.last_stop_age = float('nan')
+        self.last_stop_cause = ''
+
+    @property
+    def relaying(self) -> bool:
+        return self.state == RELAYING
+
+    def on_command(self, values, now: float):
+        """A message from the actor; returns the array to publish now (never None)."""
+        command = np.asarray(values, dtype=float).ravel()
+        if command.size == 0:
+            self.counters['goodbyes'] += 1
+            return self._stop('the actor said it is stopping', now)
+        reason = self._invalid(command)
+        if reason:
+            self.counters['bad_commands'] += 1
+            return self._stop(f'bad command: {reason}', now)
+        self.state = RELAYING
+        self.last_command_time = now
+        self.counters['relayed'] += 1
+        return command
+
+    def on_tick(self, now: float, publishers: int | None = None):
+        """One driver period (a joint_states stamp); zero to publish, or None."""
+        if self.relaying:
+            if publishers == 0:
+                self.counters['publisher_gone'] += 1
+                return self._stop('the actor left the graph', now)
+            age = now - self.last_command_time
+            if age >= self.timeout - 1e-9:
+                self.counters['stale'] += 1
+                return self._stop(f'no command for {age:.3f} s (timeout {self.timeout:g} s)',
+                                  now, age)
+            return None
+        if self.state != WAITING and now - self._last_zero_time >= self.rezero_every - 1e-9:
+            self._last_zero_time = now
+            return np.zeros(self.n)
+        return None
+
+    def _invalid(self, command) -> str:
+        if command.shape != (self.n,):
+            return f'{command.size} values for {self.n} joints'
+        if not np.all(np.isfinite(command)):
+            return 'non-finite values'
+        over = np.abs(command) > self.limits * (1 + 1e-9)
+        if np.any(over):
+            return (f'joint {int(np.argmax(over))} at {command[over][0]:.3f} rad/s beyond the '
+                    f'URDF limit {self.limits[over][0]:.3f}')
+        return ''
+
+    def _stop(self, cause, now, age=None):
+        self.state = f'stopped: {cause}'
+        self.counters['stops'] += 1
+        self.last_stop_time = now
+        self.last_stop_cause = cause
+        self.last_stop_age = float('nan') if age is None else age
+        self._last_zero_time = now
+        return np.zeros(self.n)

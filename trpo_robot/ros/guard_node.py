@@ -1,0 +1,135 @@
+"""guard_node: the command guard, a process of its own between the actor and the driver.
+
+The UR driver's forward_velocity_controller holds the last command forever
+(ros2_controllers#95): an actor killed, hung or cut off from the network leaves a real arm
+moving at its last velocity. This node relays the actor's commands (guard_topic) to the
+driver (command_topic) and publishes zero when the actor's stream is older than
+guard_timeout of driver time, when the actor's publisher leaves the graph, when the actor
+says goodbye (an empty command) or sends a malformed one (trpo_robot/robot/guard.py).
+It keeps time by the driver's joint_states stamps, so it also works on a twin at any
+real-time factor. Started next to the driver by learn.launch.py and `trpo-robot learn`.
+"""
+import threading
+
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+
+from trpo_robot.paths import urdf_path
+from trpo_robot.robot.guard import CommandGuard
+from trpo_robot.robot.spec import RobotSpec
+from trpo_robot.ros import node_utils as U
+from trpo_robot.ros.params import RobotParams
+
+LOG_EVERY = 2.0
+PUBLISHER_CHECK_TICKS = 10
+"""Driver periods between looks at the graph for the actor's publisher (a graph query per
+tick would cost more than the relay itself)."""
+
+
+class GuardNode(Node):
+    def __init__(self, stop: threading.Event, node_name='command_guard'):
+        super().__init__(node_name, automatically_declare_parameters_from_overrides=True)
+        (self.p,) = U.read_params(self, RobotParams)
+        p = self.p
+        spec = RobotSpec.from_urdf(urdf_path(p.task_spec().urdf))
+        self.guard = CommandGuard(spec.velocity_limit, p.effective_guard_timeout())
+        self._warn = U.ThrottledWarnings(self.get_logger(), LOG_EVERY)
+        self._lock = threading.Lock()
+        self._now = None       # stamp of the newest joint_states: the driver's clock
+        self._ticks = 0
+        self._had_publisher = False
+        self.pub = self.create_publisher(Float64MultiArray, p.command_topic, U.QOS_COMMAND)
+        self.sub = self.create_subscription(Float64MultiArray, p.guard_topic, self._on_command,
+                                            U.QOS_COMMAND)
+        self.create_subscription(JointState, p.joint_states_topic, self._on_state,
+                                 U.QOS_STATE_SUB)
+        self.pub_diag = self.create_publisher(DiagnosticArray, '~/diagnostics', U.QOS_DIAG)
+        self.create_timer(p.diagnostics_period, self._publish_diagnostics,
+                          clock=U.steady_clock())
+        self._msg = Float64MultiArray()
+        self.get_logger().info(
+            f'command guard: {self.sub.topic_name} -> {self.pub.topic_name}, zero after '
+            f'{self.guard.timeout * 1e3:.0f} ms of driver time without a command')
+
+    # -- node lifecycle (run_node) -------------------------------------------------------
+
+    def start(self):
+        if self.p.realtime:
+            U.request_realtime(50, self.get_logger(), 'command guard', all_threads=True)
+
+    def failed(self):
+        return False
+
+    def shutdown(self):
+        """Leaving: the arm must not keep the actor's last command after us."""
+        with self._lock:
+            self._send(self.guard.on_command([], self._now or 0.0))
+        return 0
+
+    # -- callbacks (executor thread) -----------------------------------------------------
+
+    def _on_command(self, msg):
+        with self._lock:
+            was = self.guard.state
+            out = self.guard.on_command(msg.data, self._now or 0.0)
+            self._send(out)
+        self._report(was)
+
+    def _on_state(self, msg):
+        with self._lock:
+            self._now = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            self._ticks += 1
+            was = self.guard.state
+            out = self.guard.on_tick(self._now, self._publishers_gone())
+            if out is not None:
+                self._send(out)
+        self._report(was)
+
+    def _publishers_gone(self):
+        """0 once a publisher that was seen has left the graph, else None (unknown).
+
+        The graph cache can lag behind the data (discovery information travels on a topic
+        of its own), so a count of 0 before any publisher was seen proves nothing."""
+        if self._ticks % PUBLISHER_CHECK_TICKS:
+            return None
+        count = self.sub.get_publisher_count()
+        if count > 0:
+            self._had_publisher = True
+            return None
+        if self._had_publisher:
+            self._had_publisher = False
+            return 0
+        return None
+
+    def _send(self, command):
+        self._msg.data = command.tolist()
+        self.pub.publish(self._msg)
+
+    def _report(self, was):
+        state = self.guard.state
+        if state == was:
+            return
+        if self.guard.relaying:
+            self.get_logger().info('relaying the actor\'s commands')
+        else:
+            self._warn(state, f'zero velocity to the driver: {self.guard.last_stop_cause}')
+
+    def _publish_diagnostics(self):
+        g = self.guard
+        values = dict(state=g.state, timeout=g.timeout, driver_time=self._now or -1.0,
+                      last_command_time=g.last_command_time or -1.0,
+                      last_stop_time=g.last_stop_time, last_stop_age=g.last_stop_age,
+                      last_stop_cause=g.last_stop_cause, **g.counters)
+        level = U.OK if g.relaying or g.counters['stops'] == 0 else U.WARN
+        self.pub_diag.publish(U.diag_array(self, [U.status(
+            f'{self.get_fully_qualified_name()}: guard', values, level, g.state)]))
+
+
+def main(argv=None):
+    return U.run_node(lambda stop: GuardNode(stop), argv, 'guard_node')
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
