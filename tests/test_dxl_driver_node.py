@@ -233,6 +233,14 @@ def test_a_missing_port_is_one_clear_error(tmp_path):
     assert 'Traceback' not in log, log
 
 
+def test_no_sim_finds_a_running_driver(tmp_path):
+    """`learn --no-sim`'s check passes for a driver that publishes and subscribes."""
+    from trpo_robot.ros.learn import check_external_driver
+    values = P.node_parameters([share_file('config', 'dxl.yaml')], 'actor_node')
+    with driver(tmp_path) as d:
+        check_external_driver(d.domain, P.build(P.RobotParams, values), wait=TIMEOUT)
+
+
 def _learn(cmd, env, *args, timeout=60):
     return subprocess.run(cmd + ['learn', *args], env=env, capture_output=True, text=True,
                           timeout=timeout)
