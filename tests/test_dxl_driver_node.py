@@ -2,8 +2,10 @@
 servos (their own process, MuJoCo moving the joints) on the other, and a probe node
 talking to the driver over DDS on a domain of its own."""
 import contextlib
+from pathlib import Path
 import signal
 import subprocess
+import sys
 
 from dxl_support import LATENCY_TIMER_MS, running_emulator
 import numpy as np
@@ -21,6 +23,7 @@ from trpo_robot.ros.learn import read_progress
 from trpo_robot.ros.monitor import Probe
 from trpo_robot.store import EpisodeStore
 
+SENDER = Path(__file__).resolve().parent / 'command_sender.py'
 IDS = (1, 2, 3)
 NAMES = ['joint1', 'joint2', 'joint3']
 TIMEOUT = 30.0
@@ -195,6 +198,33 @@ def test_a_killed_driver_leaves_the_servos_to_their_bus_watchdog(tmp_path):
         for sid in IDS:  # emulated time: the 100 ms of config/dxl_hw.yaml, then braking
             servo = servos[str(sid)]
             assert 0.1 <= servo['stopped_at'] - servo['last_instruction'] < 0.15, servo
+
+
+def test_the_guard_stops_the_servos_when_the_commander_is_killed(tmp_path):
+    """The Dynamixel path's first line after a dead actor: the command guard (the
+    driver's own timeout is off here, so nothing else could stop the servos)."""
+    with driver(tmp_path, driver_command_timeout=0.0) as d:
+        env = G.ros_env(d.domain)
+        guard = G.NodeProcess('guard_node', [share_file('config', 'dxl.yaml')], env,
+                              tmp_path / 'logs')
+        sender = subprocess.Popen(
+            [sys.executable, str(SENDER), '/command_guard/commands', '0.01', '0.6', '0',
+             '0'], env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            d.probe.watch('guard', '/command_guard/diagnostics')
+            d.wait(lambda: d.moving([0.6, 0, 0]), 'moving through the guard', 60)
+            sender.send_signal(signal.SIGKILL)
+            sender.wait(10)
+            d.wait(lambda: int((d.probe.diag('guard', 'guard') or {}).get('stops', 0)) >= 1,
+                   'the guard stopping the servos')
+            d.wait(lambda: d.moving([0, 0, 0], atol=0.01), 'the arm at rest')
+            assert d.registers('goal_velocity') == [0, 0, 0]
+            assert d.registers('torque_enable') == [1, 1, 1]
+            assert d.diag('timeout_stops', int) == 0
+        finally:
+            if sender.poll() is None:
+                sender.kill()
+            guard.stop()
 
 
 def _stopped_by_watchdog(servo):
