@@ -13,7 +13,11 @@ Also: a protective stop (the twin's ~/protective_stop, as the pendant would) whi
 and the wall time until the actor leaves RUN (its ~/state), i.e. aborts the episode as
 arm_not_following.
 
-    python bench/guard_stop.py [--trials 5] [--without 2] [--protective 5]
+--robot dxl: the same kills on the Dynamixel path, at real time: the servo emulator on a pty
+(MuJoCo behind Protocol 2.0), dxl_driver_node over dynamixel-sdk, the guard and the actor.
+Without the guard the driver's own driver_command_timeout (0.25 s) is what stops the arm.
+
+    python bench/guard_stop.py [--robot ur5|dxl] [--trials 5] [--without 2] [--protective 5]
 
 Appends JSON lines to bench/results/guard_stop.jsonl.
 """
@@ -31,6 +35,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import String, UInt8MultiArray
 from std_srvs.srv import Trigger
 
+from trpo_robot.hw.emulator import Emulator
 from trpo_robot.ros import graph as G
 from trpo_robot.ros import node_utils as U
 from trpo_robot.ros import params as P
@@ -38,7 +43,6 @@ from trpo_robot.ros.monitor import Probe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import append_results  # noqa: E402
-from ros_reset_time import policy_blob  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / 'bench' / 'results' / 'guard_stop.jsonl'
@@ -49,23 +53,29 @@ WATCH = 5.0
 
 
 class Run:
-    def __init__(self, folder, guard, seed):
+    def __init__(self, folder, guard, seed, robot='ur5'):
         self.domain = G.free_domain_id()
         env = G.ros_env(self.domain)
-        values = P.node_parameters([ROOT / 'config' / 'ur5.yaml'], 'actor_node')
+        values = P.node_parameters([ROOT / 'config' / f'{robot}.yaml'], 'actor_node')
         values.update(real_time_factor=1.0, seed=seed, require_guard=guard,
                       episode_dir=str(folder / 'episodes'))
+        self.emulator, driver = None, ('twin_node', None)
+        if robot == 'dxl':  # a real bus: system-clock stamps, resets that drive the arm
+            values.update(sim_clock=False, teleport=False)
+            self.emulator = Emulator(folder / 'ttyDXL', priority=60).start()
+            driver = ('dxl_driver_node', {'port': str(self.emulator.link),
+                                          'dxl_config': str(_bus_file(folder))})
         self.rp = P.build(P.RobotParams, values)
         robot_yaml = P.write_param_file(folder / 'robot.yaml', P.to_ros(self.rp))
         self.probe = Probe(self.domain)
         self.probe.listen('joints', JointState, '/joint_states', U.QOS_STATE_SUB)
         self.probe.listen('state', String, '/actor_node/state', U.QOS_POLICY)
         pub = self.probe.node.create_publisher(UInt8MultiArray, '/policy', U.QOS_POLICY)
-        pub.publish(U.blob_msg(policy_blob(seed)))
-        names = ['twin_node'] + (['guard_node'] if guard else []) + ['actor_node']
-        self.procs = {n: G.NodeProcess(n, [robot_yaml], env, folder / 'logs',
-                                       params={'use_sim_time': True} if n == 'actor_node'
-                                       else None) for n in names}
+        pub.publish(U.blob_msg(policy_blob(seed, robot)))
+        nodes = [driver] + ([('guard_node', None)] if guard else []) + \
+            [('actor_node', {'use_sim_time': self.rp.sim_clock})]
+        self.procs = {n: G.NodeProcess(n, [robot_yaml], env, folder / 'logs', params=extra)
+                      for n, extra in nodes}
 
     def wait(self, predicate, timeout, what):
         return G.wait_for(predicate, timeout, 0.01, what)
@@ -93,6 +103,30 @@ class Run:
     def close(self):
         self.probe.close()
         G.stop_all(list(self.procs.values())[::-1], timeout=15.0)
+        if self.emulator is not None:
+            self.emulator.stop()
+
+
+def policy_blob(seed, robot):
+    """An untrained policy, as the learner's first."""
+    from trpo_robot.trpo import wire
+    from trpo_robot.trpo.agent import Agent
+    from trpo_robot.trpo.config import preset
+    task = P.build(P.RobotParams, P.node_parameters(
+        [ROOT / 'config' / f'{robot}.yaml'], 'actor_node')).task_spec()
+    agent = Agent(*P.task_dims(task), preset('reacher'), seed=seed)
+    return wire.encode_policy(agent.snapshot(), agent.obs_norm, 1, robot=robot,
+                              task=task.name)
+
+
+def _bus_file(folder):
+    """The package's bus file with a 16 ms latency timer: a pty's bytes cross a kernel
+    worker of normal priority, which a busy machine holds up now and then (a USB adapter
+    on a quiet machine keeps the 1 ms of config/dxl_hw.yaml)."""
+    text = (ROOT / 'config' / 'dxl_hw.yaml').read_text()
+    path = folder / 'dxl_hw.yaml'
+    path.write_text(text.replace('latency_timer_ms: 1\n', 'latency_timer_ms: 16\n'))
+    return path
 
 
 def after_kill(run, killed_at):
@@ -120,9 +154,9 @@ def _drift(stamps, q, window=0.1):
     return float(np.max(np.abs(last - first)))
 
 
-def kill_trial(guard, seed):
+def kill_trial(guard, seed, robot):
     with tempfile.TemporaryDirectory() as tmp:
-        run = Run(Path(tmp), guard, seed)
+        run = Run(Path(tmp), guard, seed, robot)
         try:
             run.acting_for(random.Random(seed).uniform(0.5, 3.0))
             killed_at = run.now()
@@ -131,8 +165,9 @@ def kill_trial(guard, seed):
             result = after_kill(run, killed_at)
         finally:
             run.close()
-    return dict(bench='guard_stop', case='kill_actor', guard=guard, seed=seed,
-                guard_timeout=run.rp.effective_guard_timeout(), **result)
+    return dict(bench='guard_stop', case='kill_actor', robot=robot, guard=guard, seed=seed,
+                guard_timeout=run.rp.effective_guard_timeout(),
+                driver_command_timeout=run.rp.driver_command_timeout, **result)
 
 
 def protective_trial(seed):
@@ -157,16 +192,15 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--trials', type=int, default=5, help='kills with the guard')
     ap.add_argument('--without', type=int, default=2, help='kills without the guard')
-    ap.add_argument('--protective', type=int, default=5, help='protective stops')
+    ap.add_argument('--protective', type=int, default=5, help='protective stops (UR only)')
+    ap.add_argument('--robot', choices=('ur5', 'dxl'), default='ur5')
     args = ap.parse_args(argv)
     rows = []
-    for seed in range(args.trials):
-        rows.append(kill_trial(True, seed))
-        print(json.dumps(rows[-1]), flush=True)
-    for seed in range(args.without):
-        rows.append(kill_trial(False, seed))
-        print(json.dumps(rows[-1]), flush=True)
-    for seed in range(args.protective):
+    for guard, trials in ((True, args.trials), (False, args.without)):
+        for seed in range(trials):
+            rows.append(kill_trial(guard, seed, args.robot))
+            print(json.dumps(rows[-1]), flush=True)
+    for seed in range(args.protective if args.robot == 'ur5' else 0):
         rows.append(protective_trial(seed))
         print(json.dumps(rows[-1]), flush=True)
     append_results(RESULTS, *rows)
