@@ -354,3 +354,26 @@ def test_every_node_console_script_is_an_executable_of_the_package(prefix):
     for name in nodes:
         exe = prefix / 'lib' / PACKAGE / name
         assert exe.is_file() and os.access(exe, os.X_OK), exe
+
+
+def test_ament_develop_lays_out_setup_py_and_prunes_what_it_dropped(tmp_path):
+    """tools/ament_develop.py: the data files and console scripts setup.py declares, no
+    hard-coded list; links and launchers setup.py no longer declares go away."""
+    tool = [sys.executable, str(ROOT / 'tools' / 'ament_develop.py'), '--prefix', str(tmp_path)]
+    subprocess.run(tool, check=True, capture_output=True, cwd=tmp_path)
+    assert (tmp_path / MARKER).resolve() == ROOT / 'resource' / PACKAGE
+    for path in LAUNCH_FILES:
+        assert (tmp_path / 'share' / PACKAGE / 'launch' / path.name).resolve() == path
+    lib = tmp_path / 'lib' / PACKAGE
+    assert {p.name for p in lib.iterdir()} == _console_scripts()
+    twin = (lib / 'twin_node').read_text()
+    assert twin.startswith(f'#!{tmp_path / "bin" / "python"}\n')
+    assert 'from trpo_robot.ros.twin_node import main' in twin
+    assert os.access(lib / 'twin_node', os.X_OK)
+    gone = tmp_path / 'share' / PACKAGE / 'launch' / 'gone.launch.py'
+    gone.symlink_to(ROOT / 'launch' / 'gone.launch.py')
+    (lib / 'gone_node').write_text(twin)
+    (lib / 'someone_elses').write_text('#!/bin/sh\n')
+    subprocess.run(tool, check=True, capture_output=True, cwd=tmp_path)
+    assert not gone.is_symlink() and not (lib / 'gone_node').exists()
+    assert (lib / 'someone_elses').exists()
