@@ -3,6 +3,8 @@
     ros2 launch trpo_robot learn.launch.py robot:=ur5 use_sim:=true
     ros2 launch trpo_robot learn.launch.py robot:=ur5 use_sim:=false   # the real UR driver
     ros2 launch trpo_robot learn.launch.py robot:=dxl use_sim:=false port:=/dev/serial/by-id/...
+    ros2 launch trpo_robot learn.launch.py robot:=dxl out:=runs/dxl     # results folder
+    ros2 launch trpo_robot learn.launch.py --show-args                 # every argument
 
 With use_sim:=true the MuJoCo twin (twin_node) stands in for the UR ROS 2 driver and
 publishes /clock; every node then runs on sim time. With use_sim:=false nothing changes but
@@ -12,6 +14,8 @@ docs/hardware.md); for robot:=dxl this file starts that driver itself (dxl_drive
 the serial port).
 `trpo-robot learn` starts the same three executables with the same YAML files.
 """
+import os
+
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
@@ -51,6 +55,11 @@ def declare_arguments():
                               description='Reset between episodes: auto, teleop (gamepad or '
                               'trpo-robot teleop-keyboard) or freedrive; empty: the robot '
                               'YAML.'),
+        DeclareLaunchArgument('out', default_value='',
+                              description='Results folder: episodes/ (the actor\'s episode '
+                              'store), checkpoint/ and progress.csv go there, as with '
+                              '`trpo-robot learn --out`; empty: the folders the YAML names '
+                              '(runs/learn/..., relative to the working directory).'),
         DeclareLaunchArgument('real_time_factor', default_value='1.0',
                               description='Twin only: sim seconds per wall second (1 = as '
                               'the hardware would run); the actor keeps time at the same '
@@ -65,7 +74,7 @@ def declare_arguments():
 def _nodes(context):
     arg = {name: LaunchConfiguration(name).perform(context)
            for name in ('robot', 'use_sim', 'task', 'config', 'learner_config',
-                        'namespace', 'real_time_factor', 'reset_mode', 'port')}
+                        'namespace', 'real_time_factor', 'reset_mode', 'port', 'out')}
     sim = arg['use_sim'] == 'true'
     robot_yaml = arg['config'] or _config(f'{arg["robot"]}.yaml').perform(context)
     ns = arg['namespace'].strip('/')
@@ -74,6 +83,11 @@ def _nodes(context):
         common['real_time_factor'] = float(arg['real_time_factor'])
     if arg['task']:
         common['task'] = arg['task']
+    results = {}
+    if arg['out']:
+        out = os.path.abspath(arg['out'])
+        common['episode_dir'] = os.path.join(out, 'episodes')
+        results = {'checkpoint_dir': os.path.join(out, 'checkpoint'), 'log_dir': out}
     actor = dict(common)
     if not sim:
         actor['teleport'] = False  # a real arm cannot be teleported: auto resets drive
@@ -89,7 +103,7 @@ def _nodes(context):
              parameters=[robot_yaml, actor], output='screen', emulate_tty=True),
         Node(package=PACKAGE, executable='learner_node', name='learner_node',
              parameters=[robot_yaml, arg['learner_config'],
-                         {**common, 'episode_topics': [episodes]}],
+                         {**common, **results, 'episode_topics': [episodes]}],
              output='screen', emulate_tty=True),
     ]
     if sim:

@@ -1,22 +1,32 @@
-"""The launch files, checked with what runs here.
+"""The launch files: read as source, and run for real with `ros2 launch`.
 
-`launch` and `launch_ros` come with a ROS distribution and cannot be installed on this
-machine, so the files are read as source: every executable they start is a console script
-of this package, every YAML they name exists and is installed by the wheel, every argument
-is described, and every parameter they override is one the nodes know. Where `launch` is
-importable (a ROS machine), test_real_launch starts learn.launch.py for real.
+The source checks hold everywhere: every executable they start is a console script of
+this package, every YAML they name exists and is installed by the wheel, every argument is
+described, every parameter they override is one the nodes know. The rest runs
+`ros2 launch trpo_robot ...` as a user would, against the installed package (ament index,
+share/trpo_robot, lib/trpo_robot): wherever the launch system is importable (a ROS 2
+distribution, or the wheels `make test` installs from ../shared/ros2-launch) they run, and
+where it is not they skip and say so.
 """
 import ast
+from dataclasses import fields
+import os
+from pathlib import Path
+import re
+import shutil
+import signal
 import subprocess
 import sys
-import time
 import zipfile
-from dataclasses import fields
-from pathlib import Path
 
 import pytest
 
+from trpo_robot.paths import share_file
+from trpo_robot.ros import graph as G
+from trpo_robot.ros import params as P
 from trpo_robot.ros.params import DxlDriverParams, LearnerParams, RobotParams
+from trpo_robot.store import EpisodeStore
+from trpo_robot.trpo import checkpoint as ck
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH_FILES = sorted((ROOT / 'launch').glob('*.launch.py'))
@@ -146,36 +156,225 @@ def test_overridden_parameters_exist(path):
     assert keys and keys <= known, keys - known
 
 
-def test_real_launch():
-    """On a ROS machine: start learn.launch.py on the twin; all three nodes must join the
-    graph. (The repository's launch/ folder would import as a namespace package named
-    'launch', so the real package is recognised by launch_ros.)"""
-    pytest.importorskip('launch_ros', reason='launch and launch_ros come with a ROS '
-                        'distribution; none is installed on this machine')
-    import threading
+# ---------------------------------------------------------------- ros2 launch, for real
 
-    import launch
-    import rclpy
-    from launch.actions import IncludeLaunchDescription
-    from launch.launch_description_sources import PythonLaunchDescriptionSource
-    source = PythonLaunchDescriptionSource(str(ROOT / 'launch' / 'learn.launch.py'))
-    service = launch.LaunchService(argv=[], noninteractive=True)
-    service.include_launch_description(launch.LaunchDescription([IncludeLaunchDescription(
-        source, launch_arguments={'robot': 'dxl', 'use_sim': 'true',
-                                  'real_time_factor': '5.0'}.items())]))
-    runner = threading.Thread(target=service.run, daemon=True)
-    runner.start()
-    rclpy.init()
-    probe = rclpy.create_node('launch_probe')
+PACKAGE = 'trpo_robot'
+MARKER = Path('share') / 'ament_index' / 'resource_index' / 'packages' / PACKAGE
+
+
+def _launch_missing():
     try:
-        wanted, seen = {'twin_node', 'actor_node', 'learner_node'}, set()
-        deadline = time.monotonic() + 60.0
-        while time.monotonic() < deadline and not wanted <= seen:
-            rclpy.spin_once(probe, timeout_sec=0.5)
-            seen = {name for name, _ in probe.get_node_names_and_namespaces()}
-        assert wanted <= seen, seen
+        import launch_ros  # noqa: F401
+        import ros2launch  # noqa: F401
+    except ImportError as e:
+        return (f'the ROS 2 launch system is not installed here ({e}): `make test` installs '
+                'it from ../shared/ros2-launch when that folder exists, a ROS 2 machine has '
+                "it from its distribution (docs/ros.md, 'Installing')")
+    return None
+
+
+needs_launch = pytest.mark.skipif(_launch_missing() is not None, reason=str(_launch_missing()))
+
+
+def _ament_prefixes():
+    """The ament prefixes `ros2 launch` will search: this venv's first when it holds the
+    package (`make venv` lays it out there), then AMENT_PREFIX_PATH (a sourced colcon
+    workspace or ROS distribution)."""
+    own = [str(Path(sys.prefix))] if (Path(sys.prefix) / MARKER).is_file() else []
+    given = [p for p in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if p]
+    return own + [p for p in given if p not in own]
+
+
+@pytest.fixture(scope='module')
+def prefix():
+    """Where this package is installed for ament; a failure (not a skip) when the launch
+    system is here but the package is not, or is not this working copy."""
+    for root in map(Path, _ament_prefixes()):
+        if (root / MARKER).is_file():
+            break
+    else:
+        pytest.fail(f'{PACKAGE} is in no ament prefix ({_ament_prefixes()}): run `make venv` '
+                    '(tools/ament_develop.py lays out the venv), or on a ROS machine '
+                    '`colcon build` and source install/setup.bash')
+    for path in LAUNCH_FILES:
+        installed = root / 'share' / PACKAGE / 'launch' / path.name
+        assert installed.is_file() and installed.read_bytes() == path.read_bytes(), (
+            f'{installed} is not {path}: the install is stale; run `make venv` (or '
+            '`colcon build` again)')
+    return root
+
+
+@pytest.fixture(scope='module')
+def ros2():
+    exe = shutil.which('ros2', path=os.pathsep.join([str(Path(sys.executable).parent),
+                                                     os.environ.get('PATH', '')]))
+    assert exe, 'launch is importable but the ros2 command (ros2cli) is not on PATH'
+    return exe
+
+
+def _env(tmp_path, prefix):
+    env = G.ros_env(G.free_domain_id())  # localhost only; PYTHONPATH: this working copy
+    env['AMENT_PREFIX_PATH'] = os.pathsep.join(
+        [str(prefix)] + [p for p in _ament_prefixes() if p != str(prefix)])
+    env['ROS_HOME'] = str(tmp_path / 'ros_home')
+    env['ROS_LOG_DIR'] = str(tmp_path / 'ros_log')
+    return env
+
+
+class Launch:
+    """`ros2 launch trpo_robot <file> <args>` in its own session, its output in a file."""
+
+    def __init__(self, ros2, env, folder, launch_file, args):
+        self.out_path = Path(folder) / 'launch.out'
+        self.out_path.parent.mkdir(parents=True, exist_ok=True)
+        self._out = open(self.out_path, 'wb')
+        self.proc = subprocess.Popen([ros2, 'launch', PACKAGE, launch_file, *args], env=env,
+                                     stdout=self._out, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def output(self) -> str:
+        return self.out_path.read_text(errors='replace')
+
+    def interrupt(self, timeout):
+        """Ctrl-C as a terminal sends it: SIGINT to the whole process group."""
+        os.killpg(self.proc.pid, signal.SIGINT)
+        return self.proc.wait(timeout)
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.interrupt(30)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # anything left of the group
+        except ProcessLookupError:
+            pass
+        self.proc.wait(10)
+        self._out.close()
+
+
+def _progress(run):
+    """Newest checkpoint version and the number of recorded episodes, from disk."""
+    try:
+        version = ck.read_meta(run / 'checkpoint')['policy_version']
+    except ck.CheckpointError:
+        version = -1
+    episodes = run / 'episodes'
+    return version, len(EpisodeStore(episodes).episodes()) if episodes.is_dir() else 0
+
+
+@needs_launch
+@pytest.mark.parametrize('robot, batch', [('ur5', 200), ('dxl', 150)])
+def test_ros2_launch_learns_and_stops_cleanly(robot, batch, tmp_path, prefix, ros2):
+    """The documented command on the twin: policy versions advance and episodes are
+    recorded on disk; Ctrl-C stops every node cleanly, exit 0, with a final checkpoint."""
+    lvalues = P.node_parameters([share_file('config', 'learner.yaml')], 'learner_node')
+    lvalues['trpo.batch_steps'] = batch  # two to three episodes per update
+    learner_yaml = P.write_param_file(tmp_path / 'learner.yaml',
+                                      P.to_ros(P.build(P.LearnerParams, lvalues)))
+    run = tmp_path / 'run'
+    launch = Launch(ros2, _env(tmp_path, prefix), tmp_path, 'learn.launch.py',
+                    [f'robot:={robot}', 'use_sim:=true', 'real_time_factor:=2.0',
+                     f'out:={run}', f'learner_config:={learner_yaml}'])
+    try:
+        def learned():
+            assert launch.proc.poll() is None, f'ros2 launch exited:\n{launch.output()}'
+            version, episodes = _progress(run)
+            return version >= 2 and episodes >= 4
+        try:
+            G.wait_for(learned, timeout=240, interval=0.2, what='two policy updates')
+        except TimeoutError as e:
+            raise AssertionError(f'{e}; on disk {_progress(run)}\n{launch.output()[-4000:]}')
+        before = _progress(run)
+        code = launch.interrupt(timeout=90)
+        text = launch.output()
+        assert code == 0, text[-4000:]
+        for node in ('twin_node', 'actor_node', 'learner_node'):
+            assert re.search(rf'\[{node}-\d+\]: process has finished cleanly', text), \
+                f'{node} did not exit cleanly:\n{text[-4000:]}'
+        stop = re.search(r'learner stopped at version (\d+), (\d+) steps; checkpoint (\S+)',
+                         text)
+        assert stop, text[-4000:]
+        meta = ck.read_meta(run / 'checkpoint')
+        assert Path(re.sub(r'\x1b\[[0-9;]*m', '', stop.group(3))) == run / 'checkpoint'
+        assert meta['policy_version'] == int(stop.group(1)) >= before[0]
+        assert meta['total_steps'] == int(stop.group(2)) >= 2 * batch
+        assert (run / 'progress.csv').is_file()
+        assert _progress(run)[1] >= before[1]
     finally:
-        probe.destroy_node()
-        rclpy.shutdown()
-        service.shutdown()
-        runner.join(timeout=30.0)
+        launch.close()
+
+
+def _choice_arguments():
+    """(launch file, argument, choices) of every argument that enumerates its values, as
+    the launch system itself reads the file."""
+    if _launch_missing():
+        return []
+    from launch.launch_description_sources import get_launch_description_from_python_launch_file
+    out = []
+    for path in LAUNCH_FILES:
+        for arg in get_launch_description_from_python_launch_file(str(path)) \
+                .get_launch_arguments():
+            if arg.choices:
+                out.append((path.name, arg.name, list(arg.choices)))
+    return out
+
+
+@needs_launch
+def test_the_enumerated_arguments_are_the_expected_ones():
+    names = {(f, a) for f, a, _ in _choice_arguments()}
+    assert {('learn.launch.py', 'robot'), ('learn.launch.py', 'use_sim'),
+            ('learn.launch.py', 'reset_mode'), ('twin.launch.py', 'robot')} <= names
+
+
+@needs_launch
+@pytest.mark.parametrize('launch_file, name, choices', _choice_arguments(),
+                         ids=lambda v: v if isinstance(v, str) else '')
+def test_launch_refuses_a_value_outside_the_choices(launch_file, name, choices, tmp_path,
+                                                    prefix, ros2):
+    """robot:=foo must stop ros2 launch itself, before any node starts, naming the choices."""
+    launch = Launch(ros2, _env(tmp_path, prefix), tmp_path, launch_file, [f'{name}:=foo'])
+    try:
+        code = launch.proc.wait(120)
+    finally:
+        launch.close()
+    text = launch.output()
+    assert code != 0, text
+    assert f'Argument "{name}" provided value "foo" is not valid' in text, text
+    assert f'Valid options are: {choices}' in text, text
+    assert 'process started' not in text, text
+
+
+@needs_launch
+def test_every_node_console_script_is_an_executable_of_the_package(prefix):
+    """launch_ros finds executables in <prefix>/lib/trpo_robot; every *_node console
+    script must be there (tools/ament_develop.py or colcon puts them there)."""
+    nodes = {name for name in _console_scripts() if name.endswith('_node')}
+    assert {'twin_node', 'actor_node', 'learner_node'} <= nodes
+    for name in nodes:
+        exe = prefix / 'lib' / PACKAGE / name
+        assert exe.is_file() and os.access(exe, os.X_OK), exe
+
+
+def test_ament_develop_lays_out_setup_py_and_prunes_what_it_dropped(tmp_path):
+    """tools/ament_develop.py: the data files and console scripts setup.py declares, no
+    hard-coded list; links and launchers setup.py no longer declares go away."""
+    tool = [sys.executable, str(ROOT / 'tools' / 'ament_develop.py'), '--prefix', str(tmp_path)]
+    subprocess.run(tool, check=True, capture_output=True, cwd=tmp_path)
+    assert (tmp_path / MARKER).resolve() == ROOT / 'resource' / PACKAGE
+    for path in LAUNCH_FILES:
+        assert (tmp_path / 'share' / PACKAGE / 'launch' / path.name).resolve() == path
+    lib = tmp_path / 'lib' / PACKAGE
+    assert {p.name for p in lib.iterdir()} == _console_scripts()
+    twin = (lib / 'twin_node').read_text()
+    assert twin.startswith(f'#!{tmp_path / "bin" / "python"}\n')
+    assert 'from trpo_robot.ros.twin_node import main' in twin
+    assert os.access(lib / 'twin_node', os.X_OK)
+    gone = tmp_path / 'share' / PACKAGE / 'launch' / 'gone.launch.py'
+    gone.symlink_to(ROOT / 'launch' / 'gone.launch.py')
+    (lib / 'gone_node').write_text(twin)
+    (lib / 'someone_elses').write_text('#!/bin/sh\n')
+    subprocess.run(tool, check=True, capture_output=True, cwd=tmp_path)
+    assert not gone.is_symlink() and not (lib / 'gone_node').exists()
+    assert (lib / 'someone_elses').exists()

@@ -217,6 +217,11 @@ def run_node(make_node, argv=None, name='node'):
         spinner.join(timeout=2.0)
         return 1 if node.failed() else code
     finally:
+        # Stopped: a further SIGINT (a terminal's Ctrl-C reaches the whole process group and
+        # ros2 launch forwards its own) would meet Python's default handler during
+        # interpreter teardown and turn a clean exit into death by signal.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
