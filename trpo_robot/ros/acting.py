@@ -517,9 +517,9 @@ class Actor:
             extra['episode_return'] = float(episode_return)
         if not math.isfinite(extra['final_distance']):
             extra['final_distance'] = -1.0
-        blob = self.keyring.sign(wire.encode_episode(
-            segment, robot=self.robot, task=self.task, actor=self.actor_id,
-            sequence=self.sequence, aborted=aborted, extra=extra), auth.EPISODE)
+        blob = wire.encode_episode(segment, robot=self.robot, task=self.task,
+                                   actor=self.actor_id, sequence=self.sequence,
+                                   aborted=aborted, extra=extra)
         sequence, self.sequence = self.sequence, self.sequence + 1
         self.stats.segments += 1
         self.stats.steps += len(segment)
@@ -531,7 +531,9 @@ class Actor:
             self.record_and_publish(blob, sequence)
 
     def record_and_publish(self, blob, sequence):
-        """Write one episode to the store (if any), then publish it."""
+        """Sign one episode, write it to the store (if any), then publish it. Signed here,
+        in the outbox thread, so that the hash costs the control thread nothing."""
+        blob = self.keyring.sign(blob, auth.EPISODE)
         if self.store is not None:
             try:
                 self.store.write(blob, actor=self.actor_id, sequence=sequence)
