@@ -125,10 +125,12 @@ def test_a_key_file_without_a_key_is_refused(tmp_path):
     os.close(fd)
     with pytest.raises(auth.KeyFileError, match='does not hold 32 bytes'):
         auth.load_or_create_key(path)
+    with pytest.raises(auth.KeyFileError, match='Is a directory'):
+        auth.load_or_create_key(tmp_path)
 
 
 def test_processes_starting_together_end_up_with_one_key(tmp_path):
-    path = tmp_path / 'fleet.key'
+    path = tmp_path / 'config' / 'trpo_robot' / 'fleet.key'  # no folder yet either
     start, keys = threading.Barrier(8), []
 
     def load():

@@ -22,6 +22,7 @@ import hmac
 import os
 from pathlib import Path
 import secrets
+import stat
 import tempfile
 
 MAGIC = b'TRSG'
@@ -60,16 +61,19 @@ def load_or_create_key(path='') -> bytes:
     folder). A key that others can read, or that someone else owns, is refused: a secret
     shared with every local user authenticates nothing."""
     path = key_path(path)
-    if not path.exists():
-        _create_key(path)
-    st = path.stat()
+    try:
+        if not path.exists():
+            _create_key(path)
+        st = path.stat()
+        text = path.read_text(encoding='ascii', errors='replace').strip()
+    except OSError as e:
+        raise KeyFileError(f'key file {path}: {e.strerror or e}') from None
     if st.st_mode & 0o077:
-        raise KeyFileError(f'key file {path} is readable by group or others: run '
-                           f'chmod 600 {path}')
+        raise KeyFileError(f'key file {path} is open to group or others (mode '
+                           f'{stat.S_IMODE(st.st_mode):04o}): run chmod 600 {path}')
     if hasattr(os, 'getuid') and st.st_uid != os.getuid():
         raise KeyFileError(f'key file {path} belongs to uid {st.st_uid}, not to this user '
                            f'({os.getuid()}): copy it and chown it')
-    text = path.read_text(encoding='ascii', errors='replace').strip()
     try:
         key = bytes.fromhex(text)
     except ValueError:
@@ -85,8 +89,11 @@ def _create_key(path: Path):
     start together (learner and actor) end up with the same key: written to a private
     temporary file, then linked to its name, which fails if the other was first."""
     if not path.parent.exists():
-        path.parent.mkdir(parents=True, mode=0o700)
-        path.parent.chmod(0o700)  # mkdir's mode is masked by the umask
+        try:
+            path.parent.mkdir(parents=True, mode=0o700)
+            path.parent.chmod(0o700)  # mkdir's mode is masked by the umask
+        except FileExistsError:
+            pass  # the other process made it meanwhile
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.')  # 0600
     try:
         with os.fdopen(fd, 'w') as f:
