@@ -108,15 +108,16 @@ class Run:
 
 
 def policy_blob(seed, robot):
-    """An untrained policy, as the learner's first."""
+    """An untrained policy, as the learner's first, signed with the fleet key."""
+    from trpo_robot import auth
     from trpo_robot.trpo import wire
     from trpo_robot.trpo.agent import Agent
     from trpo_robot.trpo.config import preset
     task = P.build(P.RobotParams, P.node_parameters(
         [ROOT / 'config' / f'{robot}.yaml'], 'actor_node')).task_spec()
     agent = Agent(*P.task_dims(task), preset('reacher'), seed=seed)
-    return wire.encode_policy(agent.snapshot(), agent.obs_norm, 1, robot=robot,
-                              task=task.name)
+    return auth.Keyring.from_file().sign(wire.encode_policy(
+        agent.snapshot(), agent.obs_norm, 1, robot=robot, task=task.name), auth.POLICY)
 
 
 def _bus_file(folder):

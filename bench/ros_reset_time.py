@@ -43,12 +43,15 @@ OBS, ACT = 12, 2
 
 
 def policy_blob(seed=0):
+    """Signed with the default fleet key, the one the actor started here checks against."""
+    from trpo_robot import auth
     from trpo_robot.trpo import wire
     from trpo_robot.trpo.agent import Agent
     from trpo_robot.trpo.config import preset
     agent = Agent(OBS, ACT, preset('reacher'), seed=seed)
-    return wire.encode_policy(agent.snapshot(), agent.obs_norm, 1, robot='ur5',
-                              task='ur5_reacher_2d')
+    return auth.Keyring.from_file().sign(
+        wire.encode_policy(agent.snapshot(), agent.obs_norm, 1, robot='ur5',
+                           task='ur5_reacher_2d'), auth.POLICY)
 
 
 class ScriptedJoy:

@@ -23,6 +23,7 @@ import time
 import numpy as np
 from std_msgs.msg import Float64MultiArray, UInt8MultiArray
 
+from trpo_robot import auth
 from trpo_robot.ros import graph as G
 from trpo_robot.ros import node_utils as U
 from trpo_robot.ros import params as P
@@ -70,10 +71,12 @@ def main():
         pub = probe.node.create_publisher(UInt8MultiArray, rp.policy_topic, U.QOS_POLICY)
         G.wait_for(lambda: pub.get_subscription_count(), 30, what='the actor')
         rows = []
+        keyring = auth.Keyring.from_file(rp.key_file)  # the actor's
         for version in range(args.swaps + 1):
             agent = agents[version % 2]
-            blob = wire.encode_policy(agent.snapshot(), agent.obs_norm, version,
-                                      robot=rp.robot, task=task.name)
+            blob = keyring.sign(wire.encode_policy(agent.snapshot(), agent.obs_norm, version,
+                                                   robot=rp.robot, task=task.name),
+                                auth.POLICY)
             seen = len(probe.got('swaps'))
             t_pub = time.monotonic()
             pub.publish(U.blob_msg(blob))

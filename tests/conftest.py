@@ -1,11 +1,20 @@
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault('MUJOCO_GL', 'egl')
+# The fleet key (trpo_robot/auth.py) defaults to $XDG_CONFIG_HOME/trpo_robot/fleet.key: a
+# private folder for this session, inherited by every node process and CLI run it starts,
+# keeps the tests off the user's real key and the runs' keys apart.
+_CONFIG_HOME = tempfile.mkdtemp(prefix='trpo_robot_test_config_')
+os.environ['XDG_CONFIG_HOME'] = _CONFIG_HOME
+atexit.register(shutil.rmtree, _CONFIG_HOME, True)
 
 
 @pytest.fixture
@@ -28,3 +37,10 @@ def emulator(tmp_path):
     from dxl_support import running_emulator
     with running_emulator(tmp_path / 'ttyDXL') as emu:
         yield emu
+
+
+@pytest.fixture
+def fleet_keyring():
+    """The keyring every node of this test session uses (the session's default key)."""
+    from trpo_robot import auth
+    return auth.Keyring.from_file()

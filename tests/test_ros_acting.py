@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save as st_save
 
+from trpo_robot import auth
 from trpo_robot.robot.backend import BackendFault
 from trpo_robot.ros.acting import Actor, PolicyInbox, TeleportUnavailable
 from trpo_robot.ros.learning import LearnerCore
@@ -20,6 +21,7 @@ from trpo_robot.twin.envs import make_twin_env
 
 TASK, ROBOT = 'dxl_reacher', 'dxl'
 OBS, ACT = 12, 2
+KEYRING = auth.Keyring(b'test fleet key, 32 bytes long...')
 
 
 def _policy(version, seed=0, scale=1.0, obs=OBS, act=ACT, robot=ROBOT, task=TASK,
@@ -29,8 +31,12 @@ def _policy(version, seed=0, scale=1.0, obs=OBS, act=ACT, robot=ROBOT, task=TASK
     snap.layers = [(w * scale, b) for w, b in snap.layers]
     if nan:
         snap.layers[1][0][3, 4] = np.nan
-    return wire.encode_policy(snap, agent.obs_norm, version, robot=robot, task=task,
-                              batch_steps=batch_steps)
+    return KEYRING.sign(wire.encode_policy(snap, agent.obs_norm, version, robot=robot,
+                                           task=task, batch_steps=batch_steps), auth.POLICY)
+
+
+def _signed(payload):
+    return KEYRING.sign(payload, auth.EPISODE)
 
 
 @pytest.fixture
@@ -41,7 +47,8 @@ def env():
 
 
 def _actor(env, swap_at='episode'):
-    inbox = PolicyInbox(OBS, ACT, robot=ROBOT, task=TASK, max_bytes=200_000)
+    inbox = PolicyInbox(OBS, ACT, keyring=KEYRING, robot=ROBOT, task=TASK,
+                        max_bytes=200_000)
     sent, swaps = [], []
     actor = Actor(env, inbox, sent.append, robot=ROBOT, task=TASK, actor_id='/t#1', seed=3,
                   swap_at=swap_at, on_swap=swaps.append)
@@ -66,7 +73,8 @@ def _decode(blob):
 
 
 def test_bad_policy_blobs_are_rejected_and_counted():
-    inbox = PolicyInbox(OBS, ACT, robot=ROBOT, task=TASK, max_bytes=200_000)
+    inbox = PolicyInbox(OBS, ACT, keyring=KEYRING, robot=ROBOT, task=TASK,
+                        max_bytes=200_000)
     good = _policy(3)
     bad = {
         'garbage': b'\x00' * 64,
@@ -75,13 +83,17 @@ def test_bad_policy_blobs_are_rejected_and_counted():
         'dims': _policy(1, obs=OBS + 1),
         'robot': _policy(1, robot='ur5'),
         'oversized': good + b' ' * 200_000,
-        'episode kind': wire.encode_episode(
-            *[_episode_segment()], robot=ROBOT, task=TASK),
+        'episode kind': KEYRING.sign(wire.encode_episode(
+            *[_episode_segment()], robot=ROBOT, task=TASK), auth.POLICY),
+        'episode signature': _signed(wire.encode_episode(_episode_segment())),
+        'unsigned': auth.payload(good),
         'inf output': _policy(1, scale=np.inf),
     }
     reasons = {name: inbox.offer(blob) for name, blob in bad.items()}
     assert 'NaN' in reasons['nan'] and 'exceeds' in reasons['oversized']
     assert 'robot' in reasons['robot'] and 'NaN or inf' in reasons['inf output']
+    assert 'blob kind' in reasons['episode kind'] and 'unsigned' in reasons['unsigned']
+    assert "kind b'E'" in reasons['episode signature'] and inbox.unauthenticated == 4
     for name, status in reasons.items():
         assert status.startswith('rejected'), name
     assert inbox.rejected == len(bad) and inbox.latest() is None
@@ -190,7 +202,8 @@ def _lifecycle_actor(env, **kwargs):
     """An actor whose lifecycle owns the arm between episodes, as in actor_node."""
     import logging
     from trpo_robot.robot.lifecycle import EpisodeLifecycle
-    inbox = PolicyInbox(OBS, ACT, robot=ROBOT, task=TASK, max_bytes=200_000)
+    inbox = PolicyInbox(OBS, ACT, keyring=KEYRING, robot=ROBOT, task=TASK,
+                        max_bytes=200_000)
     sent = []
     lifecycle = EpisodeLifecycle.for_env(env, logger=logging.getLogger('test.sync'))
     actor = Actor(env, inbox, sent.append, robot=ROBOT, task=TASK, actor_id='/t#1', seed=3,
@@ -266,9 +279,10 @@ def test_a_failed_teleport_drives_that_reset_and_gives_up_only_when_it_keeps_fai
 def test_the_learners_policy_says_its_batch():
     agent = Agent(OBS, ACT, TRPOConfig(policy_hidden=(16, 16), batch_steps=777), seed=0)
     from trpo_robot.trpo.learner import AsyncLearner
-    inbox = PolicyInbox(OBS, ACT, robot=ROBOT, task=TASK, max_bytes=200_000)
-    assert inbox.offer(AsyncLearner(agent, robot=ROBOT, task=TASK).policy_blob()) == \
-        'accepted'
+    inbox = PolicyInbox(OBS, ACT, keyring=KEYRING, robot=ROBOT, task=TASK,
+                        max_bytes=200_000)
+    blob = AsyncLearner(agent, robot=ROBOT, task=TASK).policy_blob()
+    assert inbox.offer(KEYRING.sign(blob, auth.POLICY)) == 'accepted'
     assert inbox.latest().batch_steps == 777
 
 
@@ -281,7 +295,7 @@ def _core(tmp_path, **robot):
                                'trpo.value_hidden': [16, 16], 'max_episode_bytes': 100_000,
                                'checkpoint_dir': str(tmp_path / 'ck'),
                                'log_dir': str(tmp_path), 'checkpoint_every': 1})
-    return LearnerCore(lp, rp, log=lambda text: None)
+    return LearnerCore(lp, rp, log=lambda text: None, keyring=KEYRING)
 
 
 def _blobs(env, n, version=0, success=None):
@@ -293,9 +307,9 @@ def _blobs(env, n, version=0, success=None):
         out = []
         for blob in sent:
             seg, info = _decode(blob)
-            out.append(wire.encode_episode(seg, robot=ROBOT, task=TASK, actor='/s',
-                                           sequence=info['sequence'],
-                                           extra={**info['extra'], 'success': success}))
+            out.append(_signed(wire.encode_episode(
+                seg, robot=ROBOT, task=TASK, actor='/s', sequence=info['sequence'],
+                extra={**info['extra'], 'success': success})))
         return out
     return sent
 
@@ -334,11 +348,12 @@ def test_learner_core_counts_every_bad_episode(tmp_path, env):
     seg, info = _decode(good)
     seg.rewards = seg.rewards.copy()
     seg.rewards[3] = np.nan
-    bad = [b'nonsense', good + b'x' * 100_000, wire.encode_episode(seg, robot=ROBOT),
-           st_save({'x': np.zeros(3, np.float32)}, metadata={'kind': 'trpo_robot.episode'}),
+    bad = [b'nonsense', good + b'x' * 100_000, _signed(wire.encode_episode(seg, robot=ROBOT)),
+           _signed(st_save({'x': np.zeros(3, np.float32)},
+                           metadata={'kind': 'trpo_robot.episode'})),
            _policy(0)]
     seg.rewards[3] = 0.0
-    bad.append(wire.encode_episode(seg, robot=ROBOT, task='dxl_tracker', actor='/o'))
+    bad.append(_signed(wire.encode_episode(seg, robot=ROBOT, task='dxl_tracker', actor='/o')))
     statuses = [core.offer(b) for b in bad]
     assert all(s.startswith('rejected') for s in statuses), statuses
     assert 'dxl_tracker' in statuses[-1]

@@ -11,6 +11,7 @@ import pytest
 from ros_support import Graph
 from std_msgs.msg import Float64MultiArray, UInt8MultiArray
 
+from trpo_robot import auth
 from trpo_robot.ros import node_utils as U
 from trpo_robot.ros.actor_node import SWAP_FIELDS
 from trpo_robot.trpo import wire
@@ -80,7 +81,11 @@ def _policy_blob(version, obs=OBS, nan=False):
     snap = agent.snapshot()
     if nan:
         snap.layers[0][0][0, 0] = np.nan
-    return wire.encode_policy(snap, agent.obs_norm, version, robot='dxl', task='dxl_reacher')
+    # Signed with the fleet key (the session's, tests/conftest.py): the nodes' own checks
+    # behind the signature are what this exercises; test_ros_auth.py the signature.
+    return auth.Keyring.from_file().sign(
+        wire.encode_policy(snap, agent.obs_norm, version, robot='dxl', task='dxl_reacher'),
+        auth.POLICY)
 
 
 def _episode_blob(obs=OBS, nan=False, seq=0):
@@ -92,8 +97,9 @@ def _episode_blob(obs=OBS, nan=False, seq=0):
         rewards[7] = np.nan
     seg = Segment(o, o, np.zeros((n, ACT), np.float32), rewards, np.zeros(n, np.float32),
                   o[0], False, 0)
-    return wire.encode_episode(seg, robot='dxl', task='dxl_reacher', actor='/intruder',
-                               sequence=seq)
+    return auth.Keyring.from_file().sign(
+        wire.encode_episode(seg, robot='dxl', task='dxl_reacher', actor='/intruder',
+                            sequence=seq), auth.EPISODE)
 
 
 def test_bad_blobs_on_both_topics_are_rejected_counted_and_survived(make_graph):

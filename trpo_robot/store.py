@@ -2,10 +2,12 @@
 
 One file per episode, `<root>/<actor>/<sequence>.mcap`, holding one
 `std_msgs/msg/UInt8MultiArray` message on `<actor>/episodes` whose data is the episode's
-wire blob (trpo_robot.trpo.wire). rosbag2 and Foxglove read these files as they are. Each
-file is written to a temporary name, fsynced and renamed, so a crash leaves either the
-whole episode or nothing; the learner's checkpoints record the highest sequence consumed
-per actor, and `unconsumed()` is what a resumed learner is fed.
+blob as it was sent: signed (trpo_robot.auth), so the learner checks a stored episode as
+it checks a received one, and a file altered on disk is refused. rosbag2 and Foxglove
+read these files as they are. Each file is written to a temporary name, fsynced and
+renamed, so a crash leaves either the whole episode or nothing; the learner's checkpoints
+record the highest sequence consumed per actor, and `unconsumed()` is what a resumed
+learner is fed.
 """
 import io
 import re

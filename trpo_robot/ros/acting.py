@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from trpo_robot import auth
 from trpo_robot.robot.backend import BackendFault
 from trpo_robot.robot.lifecycle import LifecycleError, Phase
 from trpo_robot.trpo import wire
@@ -47,6 +48,9 @@ class LoadedPolicy:
     """The graph clock (sim time under use_sim_time) at arrival: learner liveness."""
     batch_steps: int = 0
     """The learner's batch (0: not said): how long a synchronous actor acts on it."""
+    epoch: int = 0
+    """When its learner started (wire.encode_policy): policies are ordered by (epoch,
+    version)."""
 
     def act(self, raw_obs, rng):
         obs = self.norm(raw_obs)
@@ -55,15 +59,23 @@ class LoadedPolicy:
 
 
 class PolicyInbox:
-    """Validated policies from the learner, newest first; counters for every blob."""
+    """Validated policies from the learner, newest first; counters for every blob.
 
-    def __init__(self, obs_dim, act_dim, *, robot='', task='', max_bytes=wire.MAX_BLOB_BYTES,
-                 log=None):
+    Only blobs signed with the fleet key are decoded at all, and only a policy newer than
+    the newest accepted one is taken: newer is a later learner start (epoch), then a higher
+    version, so a restarted learner (fresh, or --resume continuing its versions) is followed
+    and a recorded old blob played back on the topic is not."""
+
+    def __init__(self, obs_dim, act_dim, *, keyring: auth.Keyring, robot='', task='',
+                 max_bytes=wire.MAX_BLOB_BYTES, log=None):
         self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.keyring = keyring
         self.robot, self.task = robot, task
         self.max_bytes = int(max_bytes)
         self._latest = None
         self.received = self.accepted = self.rejected = self.repeats = 0
+        self.unauthenticated = self.replays = 0
+        """Parts of ``rejected``: bad or missing signature; an older signed policy."""
         self.reasons = Counter()
         self._log = log or (lambda text: None)
 
@@ -71,13 +83,19 @@ class PolicyInbox:
         return self._latest
 
     def offer(self, blob, graph_time=0.0) -> str:
-        """Decode, validate and build one blob (subscription thread); 'accepted' or why not."""
+        """Check, decode, validate and build one blob (subscription thread); 'accepted' or
+        why not."""
         received = time.monotonic()
         self.received += 1
         try:
             if len(blob) > self.max_bytes:
                 raise wire.WireError(f'blob of {len(blob)} bytes exceeds the cap of '
                                      f'{self.max_bytes}')
+            try:
+                blob = self.keyring.open(blob, auth.POLICY)
+            except auth.AuthError as e:
+                self.unauthenticated += 1
+                raise wire.WireError(f'not from the learner: {e}') from None
             snapshot, norm, info = wire.decode_policy(blob, self.obs_dim, self.act_dim,
                                                       max_bytes=self.max_bytes)
             for key, want in (('robot', self.robot), ('task', self.task)):
@@ -93,17 +111,33 @@ class PolicyInbox:
             self._log(f'rejected a policy blob: {e} [{self.rejected} rejected so far]')
             return f'rejected: {e}'
         current = self._latest
-        version = info['policy_version']
-        if current is not None and version == current.version:
-            self.repeats += 1
-            return 'repeat'
-        if current is not None and version < current.version:
-            self._log(f'policy version went back from {current.version} to {version}: '
-                      'taking it (a restarted learner?)')
+        version, epoch = info['policy_version'], info['epoch']
+        if current is not None and (epoch, version) <= (current.epoch, current.version):
+            if (epoch, version) == (current.epoch, current.version):
+                self.repeats += 1
+                return 'repeat'
+            return self._replay(current, epoch, version)
+        if current is not None and epoch != current.epoch:
+            self._log(f'a new learner (started {_stamp(epoch)}): taking its version '
+                      f'{version} after version {current.version}')
         self._latest = LoadedPolicy(snapshot, norm, version, received, time.monotonic(),
-                                    graph_time, info['batch_steps'])
+                                    graph_time, info['batch_steps'], epoch)
         self.accepted += 1
         return 'accepted'
+
+    def _replay(self, current, epoch, version):
+        self.rejected += 1
+        self.replays += 1
+        older = 'a learner started earlier' if epoch < current.epoch else 'this learner'
+        reason = (f'replayed policy: version {version} of {older}, after version '
+                  f'{current.version}')
+        self.reasons[reason[:120]] += 1
+        self._log(f'refused a {reason} [{self.replays} replays so far]')
+        return f'replay: {reason}'
+
+
+def _stamp(epoch_ns):
+    return time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(epoch_ns / 1e9))
 
 
 @dataclass
@@ -202,6 +236,8 @@ class Actor:
         if swap_at not in ('episode', 'tick'):
             raise ValueError(f"swap_at must be 'episode' or 'tick', got {swap_at!r}")
         self.env, self.inbox, self.publish = env, inbox, publish
+        self.keyring = inbox.keyring
+        """Signs every episode with the key its inbox checks policies against."""
         self.robot, self.task, self.actor_id = robot, task, actor_id
         self.swap_at = swap_at
         self.on_swap = on_swap or (lambda event: None)
@@ -505,7 +541,9 @@ class Actor:
             self.record_and_publish(blob, sequence)
 
     def record_and_publish(self, blob, sequence):
-        """Write one episode to the store (if any), then publish it."""
+        """Sign one episode, write it to the store (if any), then publish it. Signed here,
+        in the outbox thread, so that the hash costs the control thread nothing."""
+        blob = self.keyring.sign(blob, auth.EPISODE)
         if self.store is not None:
             try:
                 self.store.write(blob, actor=self.actor_id, sequence=sequence)

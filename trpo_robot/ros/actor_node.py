@@ -22,6 +22,7 @@ from sensor_msgs.msg import Joy
 from std_msgs.msg import Bool, Float64, Float64MultiArray, String, UInt8MultiArray
 from std_srvs.srv import Trigger
 
+from trpo_robot import auth
 from trpo_robot.paths import urdf_path
 from trpo_robot.robot.env import ArmEnv
 from trpo_robot.robot.follow import FollowWatchdog
@@ -73,7 +74,8 @@ class ActorNode(Node):
                 (act_dim,) != self.env.action_space.shape:
             raise ValueError('task_dims disagrees with ArmEnv; update params.task_dims')
         self._warn = U.ThrottledWarnings(self.get_logger(), LOG_EVERY)
-        self.inbox = PolicyInbox(obs_dim, act_dim, robot=p.robot, task=self.task.name,
+        self.inbox = PolicyInbox(obs_dim, act_dim, keyring=auth.Keyring.from_file(p.key_file),
+                                 robot=p.robot, task=self.task.name,
                                  max_bytes=p.max_policy_bytes,
                                  log=lambda text: self._warn('policy', text))
         # The node's name is the actor's identity: stable across restarts, so the episode
@@ -279,6 +281,7 @@ class ActorNode(Node):
         policy.update(
             swaps=s.swaps, received=self.inbox.received, accepted=self.inbox.accepted,
             rejected=self.inbox.rejected, repeats=self.inbox.repeats,
+            unauthenticated=self.inbox.unauthenticated, replays=self.inbox.replays,
             last_reject=next(iter(self.inbox.reasons.most_common(1)), ('', 0))[0],
             last_swap_latency_ms=(swap.first_action - swap.received) * 1e3 if swap else -1.0,
             last_swap_missed_ticks=swap.missed_ticks if swap else 0)

@@ -20,6 +20,8 @@ from trpo_robot.ros.learning import LearnerCore
 from trpo_robot.ros.params import LearnerParams, RobotParams
 from trpo_robot.store import EpisodeStore
 
+LOG_EVERY = 5.0
+"""s between two log lines about refused episodes of one kind (bad, unsigned)."""
 INBOX_LIMIT = 1000
 """Blobs waiting for the worker; beyond this (a stuck worker) the oldest are dropped."""
 
@@ -29,7 +31,8 @@ class LearnerNode(Node):
         super().__init__(node_name, automatically_declare_parameters_from_overrides=True)
         self.rp, self.lp = U.read_params(self, RobotParams, LearnerParams)
         torch.set_num_threads(1)  # the learner shares the machine with the control loop
-        self.core = LearnerCore(self.lp, self.rp, log=self.get_logger().info)
+        self.core = LearnerCore(self.lp, self.rp, log=self.get_logger().info,
+                                warn=U.ThrottledWarnings(self.get_logger(), LOG_EVERY))
         self.stop_event = stop
         self._inbox = deque()
         self.dropped = 0

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from trpo_robot import auth
 from trpo_robot.ros.params import env_id, LearnerParams, RobotParams, task_dims
 from trpo_robot.trpo import checkpoint, wire
 from trpo_robot.trpo.agent import Agent
@@ -24,8 +25,14 @@ CSV_FIELDS = ('wall_s', 'steps', 'version', 'episodes', 'mean_return', 'final_di
 
 
 class LearnerCore:
-    def __init__(self, lp: LearnerParams, rp: RobotParams, log=print):
+    def __init__(self, lp: LearnerParams, rp: RobotParams, log=print, *, warn=None,
+                 keyring=None):
+        """``warn(kind, text)``: where refusals go, rate-limited by kind in the node (one
+        publisher flooding bad blobs must not flood the log). ``keyring``: default, the
+        key file of ``rp``."""
         self.lp, self.rp, self.log = lp, rp, log
+        self.warn = warn or (lambda kind, text: log(text))
+        self.keyring = keyring or auth.Keyring.from_file(rp.key_file)
         self.task = rp.task_spec()
         self.obs_dim, self.act_dim = task_dims(self.task)
         consumed, episodes = {}, 0
@@ -38,7 +45,8 @@ class LearnerCore:
                 f'steps, consumed {consumed}')
         else:
             agent = Agent(self.obs_dim, self.act_dim, lp.trpo_config(), seed=rp.seed)
-        self.learner = AsyncLearner(agent, robot=rp.robot, task=self.task.name)
+        self.learner = AsyncLearner(agent, robot=rp.robot, task=self.task.name,
+                                    epoch=time.time_ns())
         self.learner.consumed_ids.update(consumed)
         self.resumed_fed = 0
         """Stored episodes the checkpoint had not consumed, fed at start-up (feed_stored)."""
@@ -77,10 +85,16 @@ class LearnerCore:
         return self.learner.counters
 
     def offer(self, blob) -> str:
-        """One received episode blob: size cap, AsyncLearner's checks, then run statistics."""
+        """One received (or stored) episode blob: size cap, signature, AsyncLearner's
+        checks, then run statistics."""
         if len(blob) > self.lp.max_episode_bytes:
             return self._reject(f'blob of {len(blob)} bytes exceeds the cap of '
                                 f'{self.lp.max_episode_bytes}')
+        try:
+            blob = self.keyring.open(blob, auth.EPISODE)
+        except auth.AuthError as e:
+            self.counters.unauthenticated += 1
+            return self._reject(f'not from an actor of this fleet: {e}', kind='auth')
         try:
             _, info = wire.decode_episode(blob, self.obs_dim, self.act_dim)
         except wire.WireError:
@@ -137,13 +151,14 @@ class LearnerCore:
             self.log(f'episode {skipped} of {actor} never arrived: learning from its file')
             self.offer(blob)
 
-    def _reject(self, reason):
+    def _reject(self, reason, kind='episode'):
         """Count a blob refused before AsyncLearner saw it, as AsyncLearner counts its own."""
         c = self.learner.counters
         c.received += 1
         c.rejected += 1
         c.reasons[reason] = c.reasons.get(reason, 0) + 1
-        self.log(f'rejected an episode blob: {reason}')
+        self.warn(kind, f'rejected an episode blob: {reason} [{c.rejected} rejected so far, '
+                  f'{c.unauthenticated} unsigned or wrongly signed]')
         return f'rejected: {reason}'
 
     def _episode_done(self, ret, extra):
@@ -213,7 +228,7 @@ class LearnerCore:
                      f'{self.agent.version}, success rate {self.success_rate():.2f}')
 
     def policy_blob(self) -> bytes:
-        return self.learner.policy_blob()
+        return self.keyring.sign(self.learner.policy_blob(), auth.POLICY)
 
     def save(self) -> str:
         spaces = {'obs_dim': self.obs_dim, 'act_dim': self.act_dim,
@@ -241,7 +256,8 @@ class LearnerCore:
             mean_return=float(np.mean(recent)) if recent else math.nan,
             success_rate=self.success_rate(), success_window=len(self.window),
             kl=s.kl if s else math.nan, update_s=s.update_time if s else math.nan,
-            received=c.received, rejected=c.rejected, stale=c.stale,
+            received=c.received, rejected=c.rejected, unauthenticated=c.unauthenticated,
+            stale=c.stale,
             duplicates=c.duplicates, aborted=c.aborted, consumed=c.consumed,
             resumed_fed=self.resumed_fed, gap_filled=self.gap_filled, missing=self.missing,
             last_reject=next(reversed(c.reasons), '') if c.reasons else '',

@@ -130,6 +130,11 @@ class RobotParams:
     checkpoint has not consumed when it resumes. `trpo-robot learn` puts it in --out."""
     max_policy_bytes: int = 16 * MiB
     """Actor: policy blobs above this size are rejected before decoding."""
+    key_file: str = ''
+    """Secret key (trpo_robot/auth.py) that signs policies (learner) and episodes (actor)
+    and checks them on receipt: an unsigned or wrongly signed blob is refused. '' means
+    $XDG_CONFIG_HOME/trpo_robot/fleet.key (~/.config/...), made on first use with mode
+    0600; every node of one fleet needs the same file (docs/ros.md)."""
     learner_timeout: float = 300.0
     """Actor: say the learner is stale when no policy arrived for this long, s on the graph
     clock (a TRPO batch of 2048 steps of 40 ms is ~82 s of robot time)."""

@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 class LearnerCounters:
     received: int = 0
     rejected: int = 0
+    unauthenticated: int = 0
+    """Part of rejected: unsigned, or signed with a key this learner does not hold."""
     stale: int = 0
     aborted: int = 0
     duplicates: int = 0
@@ -25,8 +27,12 @@ class LearnerCounters:
 
 
 class AsyncLearner:
-    def __init__(self, agent: Agent, *, robot='', task='', obs_dim=None, act_dim=None):
+    def __init__(self, agent: Agent, *, robot='', task='', obs_dim=None, act_dim=None,
+                 epoch=0):
         self.agent = agent
+        self.epoch = int(epoch)
+        """Stamped on every policy blob (wire.encode_policy): orders this learner's
+        versions after those of any learner that started before it."""
         self.robot, self.task = robot, task
         self.obs_dim = obs_dim or agent.obs_dim
         self.act_dim = act_dim or agent.act_dim
@@ -45,7 +51,8 @@ class AsyncLearner:
         except wire.WireError as e:
             return self._reject(str(e))
         key = (info['actor'], info['sequence'])
-        if key in self._seen:
+        if key in self._seen or info['sequence'] <= self.consumed_ids.get(key[0], -1):
+            # Heard before, or learned from before a --resume: a replay, or a stored copy.
             c.duplicates += 1
             return 'duplicate'
         self._seen.add(key)
@@ -91,4 +98,5 @@ class AsyncLearner:
     def policy_blob(self) -> bytes:
         return wire.encode_policy(self.agent.snapshot(), self.agent.obs_norm,
                                   self.agent.version, robot=self.robot, task=self.task,
-                                  batch_steps=self.agent.config.batch_steps)
+                                  batch_steps=self.agent.config.batch_steps,
+                                  epoch=self.epoch)

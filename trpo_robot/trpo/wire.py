@@ -2,13 +2,18 @@
 
 This is what crosses process boundaries (ROS topics, disk). Nothing is pickled; every
 decoder validates schema, names, shapes, dtypes, finiteness and size before anything is
-used, and raises WireError with a reason a log line can carry.
+used, and raises WireError with a reason a log line can carry. Who sent a blob is
+trpo_robot.auth's concern: the nodes check its signature before handing it here; these
+decoders read a signed blob's payload as they read a bare one (recorded and captured
+episodes are read offline that way).
 """
 import json
 
 import numpy as np
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
+
+from trpo_robot import auth
 
 from .batch import Segment
 from .networks import PolicySnapshot, RunningNorm
@@ -27,7 +32,7 @@ class WireError(ValueError):
 def _decode(blob, kind, max_bytes):
     if not isinstance(blob, (bytes, bytearray, memoryview)):
         raise WireError(f'expected bytes, got {type(blob).__name__}')
-    blob = bytes(blob)
+    blob = auth.payload(blob)
     if len(blob) > max_bytes:
         raise WireError(f'blob of {len(blob)} bytes exceeds the cap of {max_bytes}')
     if len(blob) < 8:
@@ -123,9 +128,12 @@ def decode_episode(blob, obs_dim, act_dim, max_bytes=MAX_BLOB_BYTES):
 # ---------------------------------------------------------------- policies
 
 def encode_policy(snapshot: PolicySnapshot, norm: RunningNorm, version: int, *, robot='',
-                  task='', batch_steps=0) -> bytes:
+                  task='', batch_steps=0, epoch=0) -> bytes:
     """``batch_steps``: the learner's batch, so that an actor run synchronously knows how
-    many steps the next version needs (0: not said)."""
+    many steps the next version needs (0: not said). ``epoch``: when the learner process
+    started (ns since 1970): the actor orders policies by (epoch, version), so that a fresh
+    learner's version 0 supersedes an old run's version 80, and a replayed old blob does
+    not (0: not said)."""
     tensors = {'log_std': snapshot.log_std.astype(np.float32),
                'norm_mean': norm.mean.astype(np.float64),
                'norm_var': norm.var.astype(np.float64)}
@@ -136,7 +144,7 @@ def encode_policy(snapshot: PolicySnapshot, norm: RunningNorm, version: int, *, 
             'robot': robot, 'task': task, 'layers': str(len(snapshot.layers)),
             'norm_clip': repr(float(norm.clip)),
             'normalize': 'false' if type(norm).__name__ == 'IdentityNorm' else 'true',
-            'batch_steps': str(int(batch_steps))}
+            'batch_steps': str(int(batch_steps)), 'epoch': str(int(epoch))}
     return st_save(tensors, metadata=meta)
 
 
@@ -161,7 +169,8 @@ def decode_policy(blob, obs_dim, act_dim, max_bytes=MAX_BLOB_BYTES, max_layers=8
     info = {'policy_version': _int_meta(meta, 'policy_version'),
             'robot': meta.get('robot', ''), 'task': meta.get('task', ''),
             'batch_steps': (_int_meta(meta, 'batch_steps', 0, MAX_BATCH_STEPS)
-                            if 'batch_steps' in meta else 0)}
+                            if 'batch_steps' in meta else 0),
+            'epoch': _int_meta(meta, 'epoch') if 'epoch' in meta else 0}
     return PolicySnapshot(layers, log_std), norm, info
 
 
