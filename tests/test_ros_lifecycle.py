@@ -69,7 +69,7 @@ class JoyScript:
         self.set(0.0, KB.deadman)
         if armed:
             self.g.wait(lambda: _lifecycle(self.g).get('teleop') == '', 30,
-                        f'the actor to take the centred grip ({_lifecycle(self.g)})')
+                        lambda: f'the actor to take the centred grip ({_lifecycle(self.g)})')
         self.set(1.0, KB.deadman)
 
     def _run(self):
