@@ -24,6 +24,10 @@ ACTIVATE = ('ros2 control switch_controllers --activate forward_velocity_control
             '--deactivate scaled_joint_trajectory_controller')
 
 
+DISCOVERY_TIMEOUT = 10.0
+"""s to wait for the first joint_states before reporting that none arrive."""
+
+
 def run(args) -> int:
     params = P.build(P.RobotParams, P.node_parameters(
         [args.config or share_file('config', 'ur5.yaml')], 'actor_node'))
@@ -52,8 +56,13 @@ def _listen(params, seconds):
     node.create_subscription(JointState, params.joint_states_topic, on_state, 100)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    deadline = time.monotonic() + seconds + 1.0  # one second to discover the driver
-    while time.monotonic() < deadline:
+    # A new DDS participant can take seconds to be matched with the driver's publisher on
+    # a busy host (seen: 2-4 s): measure from the first reading, not from start-up.
+    discover_by = time.monotonic() + DISCOVERY_TIMEOUT
+    while not samples and time.monotonic() < discover_by:
+        executor.spin_once(timeout_sec=0.05)
+    deadline = time.monotonic() + seconds
+    while samples and time.monotonic() < deadline:
         executor.spin_once(timeout_sec=0.05)
     topic = node.resolve_topic_name(params.joint_states_topic)
     subscribers = node.count_subscribers(params.command_topic)
