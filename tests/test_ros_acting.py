@@ -184,7 +184,8 @@ def test_a_backend_fault_aborts_the_episode_sends_it_marked_aborted_and_stops_th
     idle_calls = []
     actor.run(stop, idle=lambda: (idle_calls.append(1), stop.set()))
     assert actor.stats.aborted == 1 and idle_calls
-    assert [_decode(b)[1]['aborted'] for b in sent] in ([], [True])  # steps acted, if any
+    # The four steps acted before the fault, sent and marked aborted: never silently lost.
+    assert [(_decode(b)[1]['aborted'], len(_decode(b)[0])) for b in sent] == [(True, 4)]
     assert env.backend.stops >= 2  # the env's reset stop, and the actor's own
 
 

@@ -4,7 +4,6 @@ import os
 import pty
 import subprocess
 import termios
-import time
 
 import pytest
 from sensor_msgs.msg import Joy
@@ -29,7 +28,8 @@ def test_keys_become_joy_on_the_namespace_and_the_terminal_is_restored(
         probe.listen('joy', Joy, '/arm1/joy', 10)
         G.wait_for(lambda: probe.got('joy'), 30, 0.1, 'Joy from teleop-keyboard')
         os.write(master, b' ')  # deadman on
-        time.sleep(0.3)
+        G.wait_for(lambda: any(m.buttons[KB.deadman] == 1 for _, m in probe.got('joy')), 30,
+                   0.05, 'a Joy reading with the deadman held')
         os.write(master, b'\x1b[A')  # up: jog +
 
         def jogging():

@@ -19,19 +19,25 @@ NODES = ('twin_node', 'guard_node', 'actor_node', 'learner_node')
 PR_SET_PDEATHSIG = 1
 
 
+PARTICIPANTS_CHECKED = 10
+
+
 def _domain_in_use(domain: int) -> bool:
     """Is a DDS participant already using this domain on this host?
 
-    Fast DDS and Cyclone bind the unicast discovery port of participant 0 exclusively:
-    7400 + 250 * domain + 10 (the RTPS well-known port formula).
+    Fast DDS and Cyclone bind the unicast discovery port of each participant exclusively:
+    7400 + 250 * domain + 10 + 2 * participant id (the RTPS well-known port formula). The
+    first few ids are checked, not only 0: a graph whose participant 0 has exited (a node
+    killed in a test, the first one of a run to stop) is still on its domain.
     """
-    port = 7400 + 250 * domain + 10
-    for host in ('127.0.0.1', '0.0.0.0'):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                return True
+    for participant in range(PARTICIPANTS_CHECKED):
+        port = 7400 + 250 * domain + 10 + 2 * participant
+        for host in ('127.0.0.1', '0.0.0.0'):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                try:
+                    s.bind((host, port))
+                except OSError:
+                    return True
     return False
 
 

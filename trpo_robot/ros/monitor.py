@@ -30,6 +30,7 @@ class Probe:
         self._lock = threading.Lock()
         self._keep = keep
         self._messages = defaultdict(list)
+        self._subscriptions = {}
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._closing = threading.Event()
@@ -64,11 +65,19 @@ class Probe:
         def message_only(msg):
             keep((time.monotonic(), msg))
         callback = with_message_info if with_info else message_only
-        return self.node.create_subscription(msg_type, topic, callback, qos)
+        sub = self.node.create_subscription(msg_type, topic, callback, qos)
+        self._subscriptions[key] = sub
+        return sub
 
     def watch(self, key, topic):
         """Diagnostics of one node under `key` (see diag())."""
         return self.listen(key, DiagnosticArray, topic, U.QOS_DIAG)
+
+    def publishers(self, key) -> int:
+        """How many publishers the subscription under `key` is matched with: until a
+        node's publisher is matched, the probe hears nothing of it, and a test that has not
+        waited for this would read silence as a result."""
+        return self._subscriptions[key].get_publisher_count()
 
     def got(self, key):
         with self._lock:
