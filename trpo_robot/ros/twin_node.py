@@ -88,6 +88,7 @@ class TwinNode(Node):
         self.protective_stop = False
         self.speed_scaling = 1.0
         self._scaling_sent = -1.0
+        self._halt_said = ''
         self.last_command_sim = float('nan')
         self.last_stop_sim = float('nan')
         self.last_stop_age = float('nan')
@@ -262,6 +263,8 @@ class TwinNode(Node):
                 if teleport is not None:
                     self._command = command = None
                 halted, scaling = self._halted(), self.speed_scaling
+            if not halted:
+                self._halt_said = ''
             now = self.backend.now()
             if self._update_freedrive(now):
                 stopped = True
@@ -274,7 +277,8 @@ class TwinNode(Node):
                 if not stopped:
                     self.backend.stop()
                     stopped = True
-                self.state = f'halted ({halted})'
+                if self._halt_said != halted:  # said once: a later state stays readable
+                    self._halt_said, self.state = halted, f'halted ({halted})'
             elif command is None:
                 if not stopped or fresh:
                     self.backend.stop()
