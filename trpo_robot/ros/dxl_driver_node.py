@@ -39,10 +39,6 @@ from trpo_robot.ros.params import DxlDriverParams, ParamError, RobotParams
 
 LOG_EVERY = 2.0
 """Wall seconds between repeated warnings of one kind."""
-FREEDRIVE_TIMEOUT = 10.0
-"""Wall s after the newest True on freedrive_topic at which freedrive ends by itself and
-the servos hold again (the UR freedrive_mode_controller's default inactive_timeout, as in
-twin_node)."""
 REALTIME_PRIORITY = 50
 """SCHED_FIFO priority of the bus thread (ros2_control's loop priority)."""
 
@@ -117,11 +113,7 @@ class DxlDriverNode(Node):
 
     def _on_command(self, msg):
         command = np.asarray(msg.data, dtype=float)
-        reason = None
-        if command.shape != (self.n,):
-            reason = f'{command.size} values for {self.n} joints {self.names}'
-        elif not np.all(np.isfinite(command)):
-            reason = f'non-finite values {command.tolist()}'
+        reason = U.command_problem(command, self.names)
         with self._lock:
             if reason is None:
                 self.counters['commands'] += 1
@@ -196,19 +188,12 @@ class DxlDriverNode(Node):
         return stopped
 
     def _update_freedrive(self, now):
-        """Switch the servos when freedrive starts or ends; True when it did."""
-        at = self._freedrive_at
-        on = at is not None and now - at < FREEDRIVE_TIMEOUT
-        if on == self.backend.freedrive:
-            return False
-        self.backend.set_freedrive(on)
-        if on:
-            self.state = 'freedrive (torque off)'
-        else:
-            self.state = 'holding (freedrive ended)' if at is None else \
-                'holding (freedrive keep-alive timed out)'
-        self.get_logger().info(f'freedrive {"on" if on else "off"}: {self.state}')
-        return True
+        """True when freedrive started or ended (the arm is then not commanded)."""
+        state = U.switch_freedrive(self.backend, self._freedrive_at, now, self.get_logger(),
+                                   'freedrive (torque off)')
+        if state is not None:
+            self.state = state
+        return state is not None
 
     def _note_cycle(self):
         c = self._cycle

@@ -11,6 +11,7 @@ import time
 import traceback
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor
 import rclpy
 from rclpy.clock import Clock, ClockType
@@ -225,6 +226,36 @@ def run_node(make_node, argv=None, name='node'):
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+
+
+def command_problem(command, names) -> str | None:
+    """Why a joint-velocity command cannot be applied (the driver then stops the arm), or
+    None."""
+    if command.shape != (len(names),):
+        return f'{command.size} values for {len(names)} joints {list(names)}'
+    if not np.all(np.isfinite(command)):
+        return f'non-finite values {command.tolist()}'
+    return None
+
+
+FREEDRIVE_TIMEOUT = 10.0
+"""s after the last True on the freedrive topic at which freedrive ends by itself (the UR
+freedrive_mode_controller's default inactive_timeout)."""
+
+
+def switch_freedrive(backend, at, now, logger, on_state='freedrive'):
+    """The driver side of freedrive_mode_controller's interface: servos let go while True
+    messages keep coming (``at``: the time of the newest, None after a False), and hold
+    again on False or FREEDRIVE_TIMEOUT of silence. Returns the driver's new state text
+    when it switched (and logs it), else None."""
+    on = at is not None and now - at < FREEDRIVE_TIMEOUT
+    if on == backend.freedrive:
+        return None
+    backend.set_freedrive(on)
+    state = on_state if on else 'holding (freedrive ended)' if at is None else \
+        'holding (freedrive keep-alive timed out)'
+    logger.info(f'freedrive {"on" if on else "off"}: {state}')
+    return state
 
 
 class ThrottledWarnings:

@@ -22,7 +22,7 @@ Sim only: a std_msgs/Float64MultiArray of joint positions on ~/reset_state telep
 arm (a standard service type cannot carry the pose).
 
 Freedrive as the UR driver's freedrive_mode_controller: std_msgs/Bool True on
-freedrive_topic turns it on for FREEDRIVE_TIMEOUT s of sim time (kept alive by repeated
+freedrive_topic turns it on for 10 s of sim time (kept alive by repeated
 Trues), False ends it. On a UR it is refused while the velocity controller is active, as
 the driver refuses a second motion controller. Meanwhile the servos let go and gravity
 compensation keeps the arm floating; afterwards the servos hold at zero velocity.
@@ -46,9 +46,6 @@ from trpo_robot.twin.backend import MujocoBackend
 
 LOG_EVERY = 2.0
 """Wall seconds between repeated warnings of one kind (a bad stream must not flood logs)."""
-FREEDRIVE_TIMEOUT = 10.0
-"""Sim s after the last True on freedrive_topic at which freedrive ends by itself (the UR
-freedrive_mode_controller's default inactive_timeout)."""
 SPEED_SCALING_PERIOD = 0.01
 """s of sim time between speed_scaling messages (the broadcaster's state_publish_rate,
 100 Hz)."""
@@ -157,11 +154,7 @@ class TwinNode(Node):
             self._warn('inactive', 'forward_velocity_controller is inactive: command ignored')
             return
         command = np.asarray(msg.data, dtype=float)
-        reason = None
-        if command.shape != (self.n,):
-            reason = f'{command.size} values for {self.n} joints {self.names}'
-        elif not np.all(np.isfinite(command)):
-            reason = f'non-finite values {command.tolist()}'
+        reason = U.command_problem(command, self.names)
         with self._lock:
             if reason is None:
                 self.counters['commands'] += 1
@@ -311,20 +304,12 @@ class TwinNode(Node):
                    f'(driver_command_timeout {self.p.driver_command_timeout} s): arm stopped')
 
     def _update_freedrive(self, now):
-        """Switch the servos when freedrive starts or ends (False, or no True for
-        FREEDRIVE_TIMEOUT); True when it did (the arm is then not commanded)."""
-        at = self._freedrive_at
-        on = at is not None and now - at < FREEDRIVE_TIMEOUT
-        if on == self.backend.freedrive:
-            return False
-        self.backend.set_freedrive(on)
-        if on:
-            self.state = 'freedrive'
-        else:
-            self.state = 'holding (freedrive ended)' if at is None else \
-                'holding (freedrive keep-alive timed out)'
-        self.get_logger().info(f'freedrive {"on" if on else "off"}: {self.state}')
-        return True
+        """True when freedrive started or ended (the arm is then not commanded)."""
+        state = U.switch_freedrive(self.backend, self._freedrive_at, now, self.get_logger(),
+                                   'freedrive')
+        if state is not None:
+            self.state = state
+        return state is not None
 
     def _do_teleport(self, target):
         try:
