@@ -4,8 +4,8 @@ Shape after gymnasium's MuJoCo envs: act (through the shield) -> let time pass -
 reward terms. The policy acts every agent step (40 ms) and its command is held for the whole
 step, as SenseAct does. The shield filters each command once, with its period set to the
 agent step, so its braking and workspace guarantees cover the whole interval the command
-is held. A backend whose driver needs a command every driver period (the UR's 40 ms
-receive timeout) re-sends that same filtered command; it never sends anything else.
+is held. A backend that must show it is alive every driver period (the ROS backend, to the
+command guard) re-sends that same filtered command; it never sends anything else.
 """
 import dataclasses
 import time

@@ -9,8 +9,9 @@ the executor thread held the GIL just as the control thread woke, and cost ~0.5 
 
 The driver's cycle is the tick. Every joint_states message marks one driver period; while
 the environment holds a command, ``advance`` answers each tick by re-publishing that same
-filtered command, so the driver's receive timeout (40 ms on a UR) never fires while the
-actor is alive, and fires within that timeout when it is not. Locking to the driver's own
+filtered command, so the command guard's timeout (80 ms by default) never fires while the
+actor is alive, and fires within that timeout when it is not (the UR driver itself holds
+the last command forever). Locking to the driver's own
 messages, rather than to a free-running timer, keeps the command phase-locked to the
 driver cycle at any real-time factor.
 
