@@ -21,6 +21,7 @@ from std_msgs.msg import Float64, String
 from trpo_robot.ros import graph as G
 from trpo_robot.ros import node_utils as U
 from trpo_robot.ros import params as P
+from trpo_robot.ros.monitor import Probe
 from trpo_robot.ros.params import task_dims
 from trpo_robot.store import EpisodeStore
 from trpo_robot.trpo import wire
@@ -209,3 +210,23 @@ def test_freedrive_resets_on_a_ur_are_refused_at_start_with_what_to_do(tmp_path)
     proc.stop()
     text = proc.log_path.read_text()
     assert 'reset_mode freedrive on a UR' in text and 'use reset_mode auto or teleop' in text
+
+
+def test_a_node_process_in_a_namespace_publishes_under_it(tmp_path):
+    """graph.NodeProcess(namespace='arm1') once died on 'Couldn't parse remap rule'."""
+    domain = G.free_domain_id()
+    probe = Probe(domain)
+    probe.listen('joints', JointState, '/arm1/joint_states', U.QOS_STATE_SUB)
+    values = P.node_parameters([CONFIG / 'dxl.yaml'], 'twin_node')
+    values.update(realtime=False, clock_topic='clock')
+    robot_yaml = P.write_param_file(tmp_path / 'dxl.yaml',
+                                    P.to_ros(P.build(P.RobotParams, values)))
+    twin = G.NodeProcess('twin_node', [robot_yaml], G.ros_env(domain), tmp_path / 'logs',
+                         namespace='arm1')
+    try:
+        G.wait_for(lambda: probe.got('joints') or not twin.alive(), 120, 0.05,
+                   '/arm1/joint_states')
+        assert twin.alive(), twin.tail()
+    finally:
+        probe.close()
+        twin.stop()

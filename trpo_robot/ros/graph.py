@@ -85,8 +85,8 @@ class NodeProcess:
         cmd = [sys.executable, '-m', f'trpo_robot.ros.{node}', '--ros-args']
         if name:
             cmd += ['-r', f'__node:={name}']
-        if namespace:
-            cmd += ['-r', f'__ns:={namespace}']
+        if namespace:  # rcl takes only an absolute namespace in a remap rule
+            cmd += ['-r', f'__ns:=/{namespace.strip("/")}']
         for src, dst in (remaps or {}).items():
             cmd += ['-r', f'{src}:={dst}']
         for path in param_files:
