@@ -33,13 +33,12 @@ def test_a_stale_stream_is_zeroed_once_the_timeout_has_passed_and_not_before():
     assert g.counters['stale'] == 1
 
 
-def test_zero_is_repeated_while_stopped_and_a_new_command_resumes():
+def test_zero_is_sent_once_per_stop_and_a_new_command_resumes():
     g = _guard(timeout=0.08)
     g.on_command([0.1, 0.1, 0.1], now=0.0)
-    g.on_tick(0.1)
-    assert g.on_tick(0.15) is None
-    np.testing.assert_array_equal(g.on_tick(0.18), np.zeros(3))
-    np.testing.assert_array_equal(g.on_command([0.2, 0.0, 0.0], now=0.2), [0.2, 0.0, 0.0])
+    np.testing.assert_array_equal(g.on_tick(0.1), np.zeros(3))
+    assert all(g.on_tick(t) is None for t in (0.15, 0.18, 0.5))
+    np.testing.assert_array_equal(g.on_command([0.2, 0.0, 0.0], now=0.6), [0.2, 0.0, 0.0])
     assert g.relaying
 
 

@@ -24,18 +24,14 @@ class CommandGuard:
     any real-time factor of a twin and is immune to the guard's own scheduling delays.
     """
 
-    def __init__(self, velocity_limits, timeout: float, rezero_every: float | None = None):
+    def __init__(self, velocity_limits, timeout: float):
         self.limits = np.asarray(velocity_limits, dtype=float)
         self.n = len(self.limits)
         if not timeout > 0:
             raise ValueError(f'guard timeout must be > 0 s, got {timeout}')
         self.timeout = float(timeout)
-        self.rezero_every = self.timeout if rezero_every is None else float(rezero_every)
-        """While stopped, zero is sent again this often (driver time): a driver or
-        controller that (re)starts after the stop still gets it."""
         self.state = WAITING
         self.last_command_time = None
-        self._last_zero_time = None
         self.counters = dict(relayed=0, stops=0, bad_commands=0, goodbyes=0, stale=0,
                              publisher_gone=0)
         self.last_stop_time = float('nan')
@@ -62,7 +58,11 @@ class CommandGuard:
         return command
 
     def on_tick(self, now: float, publishers: int | None = None):
-        """One driver period (a joint_states stamp); zero to publish, or None."""
+        """One driver period (a joint_states stamp); zero to publish, or None.
+
+        Zero is sent once per stop, not repeated: a reliable stream delivers it, a driver
+        that restarts starts without a command, and a guard that kept publishing would
+        fight an operator's hand in freedrive, where the actor sends nothing on purpose."""
         if self.relaying:
             if publishers == 0:
                 self.counters['publisher_gone'] += 1
@@ -72,10 +72,6 @@ class CommandGuard:
                 self.counters['stale'] += 1
                 return self._stop(f'no command for {age:.3f} s (timeout {self.timeout:g} s)',
                                   now, age)
-            return None
-        if self.state != WAITING and now - self._last_zero_time >= self.rezero_every - 1e-9:
-            self._last_zero_time = now
-            return np.zeros(self.n)
         return None
 
     def _invalid(self, command) -> str:
@@ -95,5 +91,4 @@ class CommandGuard:
         self.last_stop_time = now
         self.last_stop_cause = cause
         self.last_stop_age = float('nan') if age is None else age
-        self._last_zero_time = now
         return np.zeros(self.n)
