@@ -14,7 +14,6 @@ as root, each graph's twin and actor would put every one of their threads at FIF
 the probe's and the learner's included (see the report on issue #13).
 """
 from pathlib import Path
-import time
 
 from std_srvs.srv import Trigger
 
@@ -124,8 +123,5 @@ def call_trigger(g, service, node='/actor_node'):
     client = g.probe.node.create_client(Trigger, f'{node}/{service}')
     assert client.wait_for_service(timeout_sec=10), service
     future = client.call_async(Trigger.Request())
-    deadline = time.monotonic() + 10
-    while not future.done():
-        assert time.monotonic() < deadline, f'{service} did not answer'
-        time.sleep(0.01)
+    G.wait_for(future.done, 30, 0.01, f'{service} to answer')
     return future.result()
