@@ -3,10 +3,12 @@
 A protective stop, a stopped External Control program, an inactive velocity controller or
 a released e-stop button on the pendant all leave a UR's joint_states flowing while the arm
 stands still. Without this check the actor would record, and the learner learn from,
-episodes of an arm that never moved. It compares the velocity commanded ``lag`` driver
-periods ago (the arm's response time) with the velocity measured now, projected on the
-commanded direction; an arm that reaches less than ``min_ratio`` of it for ``window``
-periods in a row is not following.
+episodes of an arm that never moved. It compares the speed commanded ``lag`` driver
+periods ago (the arm's response time) with the speed measured now; an arm that reaches less
+than ``min_ratio`` of it for ``window`` periods in a row is standing still against its
+command. Speeds, not directions: an arm that lags the command by more than ``lag`` (a twin
+at a high real-time factor on a busy machine, a slow network) still moves, and must not
+be taken for a stopped one; every failure this is for leaves the arm at rest.
 
 Speed scaling (the pendant's slider, a reduced-mode safety plane) slows a UR on purpose:
 the expected share scales with the reported factor, so a slider at 50 % never fires the
@@ -50,7 +52,7 @@ class FollowWatchdog:
         if speed < self.min_speed:
             self._misses = 0
             return False
-        ratio = float(np.dot(np.asarray(velocity, dtype=float), expected)) / speed ** 2
+        ratio = float(np.linalg.norm(velocity)) / speed
         self.last_ratio = ratio
         scaling = self.speed_scaling
         halted = scaling <= HALTED_SCALING
@@ -65,7 +67,7 @@ class FollowWatchdog:
         scaling = ('' if self.speed_scaling > HALTED_SCALING else
                    f' (speed scaling {100 * self.speed_scaling:.0f} %)')
         return (f'the arm did not follow the command for {self.window_ticks} driver periods'
-                f'{scaling}: reached {self.last_ratio:.0%} of the commanded velocity. Check '
+                f'{scaling}: reached {self.last_ratio:.0%} of the commanded speed. Check '
                 'for a protective stop or e-stop on the pendant, that the External Control '
                 'program is running, and that forward_velocity_controller is active '
                 '(ros2 control list_controllers)')
