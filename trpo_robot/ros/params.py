@@ -66,7 +66,9 @@ class RobotParams:
     """Actor: the arm's response time to a velocity command, s (the driver period, the
     servo's time constant and the transport)."""
     follow_window: float = 0.2
-    """Actor: s the arm may lag the command before the episode is aborted."""
+    """Actor: s the arm may lag the command before the episode is aborted. On a twin,
+    follow_lag and follow_window are multiplied by the real-time factor: they allow for
+    the host's delays, which are wall time."""
     program_running_topic: str = 'io_and_status_controller/robot_program_running'
     """UR driver (std_msgs/Bool, latched): False aborts the episode at once."""
     speed_scaling_topic: str = 'speed_scaling_state_broadcaster/speed_scaling'
