@@ -43,10 +43,13 @@ def _watchdog_setting(emulator, servo_id):
 
 
 def _tripped(emulator, servo_id):
-    """The servo's state once its bus watchdog has stopped it (and it is at rest)."""
+    """The servo's state once its bus watchdog has stopped it and the emulator has noted it
+    at rest since the trip (its own velocity reading can pass before the emulator's stricter
+    rest test does, and the stop time is then still unset)."""
     servo = _servo(emulator, servo_id)
     stopped = (servo['bus_watchdog'] == units.WATCHDOG_TRIPPED
-               and abs(servo['velocity']) < units.VELOCITY_UNIT)
+               and servo['stopped_at'] is not None
+               and servo['stopped_at'] >= servo['tripped_at'])
     return servo if stopped else None
 
 

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 
-from dxl_support import LATENCY_TIMER_MS, running_emulator
+from dxl_support import dxl_spec, LATENCY_TIMER_MS, running_emulator
 import numpy as np
 import pytest
 from sensor_msgs.msg import JointState
@@ -209,7 +209,8 @@ def test_the_guard_stops_the_servos_when_the_commander_is_killed(tmp_path):
                               tmp_path / 'logs')
         sender = subprocess.Popen(
             [sys.executable, str(SENDER), '/command_guard/commands', '0.01', '0.6', '0',
-             '0'], env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+             '0', '--joints', ','.join(dxl_spec().joint_names)], env=env,
+            stdin=subprocess.DEVNULL, start_new_session=True)
         try:
             d.probe.watch('guard', '/command_guard/diagnostics')
             d.wait(lambda: d.moving([0.6, 0, 0]), 'moving through the guard', 60)

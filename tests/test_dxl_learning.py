@@ -10,6 +10,7 @@ from dxl_support import connected_backend, dxl_spec, running_emulator
 import numpy as np
 import torch
 
+from trpo_robot.hw.bus import ServoFault
 from trpo_robot.robot.env import ArmEnv
 from trpo_robot.robot.tasks import get_task
 from trpo_robot.trpo.agent import Agent
@@ -30,8 +31,13 @@ def test_short_trpo_run_on_dxl_reacher_through_the_emulator_improves(tmp_path):
                          gae_lambda=0.95)
         agent = Agent(env.observation_space.shape[0], env.action_space.shape[0], config, 0)
         returns = []
-        train(env, agent, STEPS, seed=0, printer=lambda line: None,
-              on_update=lambda stats, batch: returns.append(np.mean(batch)))
+        try:
+            train(env, agent, STEPS, seed=0, printer=lambda line: None,
+                  on_update=lambda stats, batch: returns.append(np.mean(batch)))
+        except ServoFault as e:  # what each side saw: a stalled emulator, or a slow host
+            emulator_stats = {k: v for k, v in emulator.stats().items() if k != 'servos'}
+            raise AssertionError(f'{e}; emulator {emulator_stats}; backend '
+                                 f'{backend.stats()}') from e
         stats = backend.stats()
     # Untrained: about -5 per episode (the arm wanders); after six updates about -2 to 0.
     assert len(returns) == STEPS // BATCH

@@ -17,14 +17,14 @@ def test_relays_valid_commands_unchanged():
     g = _guard()
     assert g.state == WAITING
     assert g.on_tick(0.0) is None  # nothing to stop before the actor spoke
-    out = g.on_command([0.1, -0.2, 0.3], now=1.0)
+    out = g.on_command([0.1, -0.2, 0.3], stamp=0.99, now=1.0)
     np.testing.assert_array_equal(out, [0.1, -0.2, 0.3])
     assert g.state == RELAYING
 
 
 def test_a_stale_stream_is_zeroed_once_the_timeout_has_passed_and_not_before():
     g = _guard(timeout=0.08)
-    g.on_command([0.1, 0.1, 0.1], now=1.0)
+    g.on_command([0.1, 0.1, 0.1], stamp=1.0, now=1.0)
     assert g.on_tick(1.072) is None
     out = g.on_tick(1.08)
     np.testing.assert_array_equal(out, np.zeros(3))
@@ -35,11 +35,41 @@ def test_a_stale_stream_is_zeroed_once_the_timeout_has_passed_and_not_before():
 
 def test_zero_is_sent_once_per_stop_and_a_new_command_resumes():
     g = _guard(timeout=0.08)
-    g.on_command([0.1, 0.1, 0.1], now=0.0)
+    g.on_command([0.1, 0.1, 0.1], stamp=0.0, now=0.0)
     np.testing.assert_array_equal(g.on_tick(0.1), np.zeros(3))
     assert all(g.on_tick(t) is None for t in (0.15, 0.18, 0.5))
-    np.testing.assert_array_equal(g.on_command([0.2, 0.0, 0.0], now=0.6), [0.2, 0.0, 0.0])
+    np.testing.assert_array_equal(g.on_command([0.2, 0.0, 0.0], stamp=0.59, now=0.6),
+                                  [0.2, 0.0, 0.0])
     assert g.relaying
+
+
+def test_a_command_decided_before_the_stop_never_restarts_the_arm():
+    """A dead actor's last command still queued when the stop fires (seen on a loaded
+    machine: the twin moved 0.037 rad after the guard had brought it to rest)."""
+    g = _guard(timeout=0.08)
+    g.on_command([0.1, 0.1, 0.1], stamp=0.0, now=0.0)
+    np.testing.assert_array_equal(g.on_tick(0.08), np.zeros(3))
+    for stamp in (0.0, 0.072, 0.08):  # answered a state from before, or of, the stop
+        assert g.on_command([0.1, 0.1, 0.1], stamp=stamp, now=0.088) is None
+    assert not g.relaying and g.counters['late'] == 3
+    assert g.on_tick(0.5) is None  # and no second zero: nothing was relayed
+    np.testing.assert_array_equal(g.on_command([0.1, 0.1, 0.1], stamp=0.088, now=0.096),
+                                  [0.1, 0.1, 0.1])  # a state after the stop: a live actor
+    assert g.relaying
+
+
+@pytest.mark.parametrize('names, stamp, cause', [
+    (('a', 'c', 'b'), 0.01, "bad command: joints ['a', 'c', 'b'] are not"),
+    (('a', 'b', 'c'), float('nan'), 'bad command: non-finite stamp'),
+    (('a', 'b', 'c'), None, 'bad command: no stamp'),
+])
+def test_commands_for_other_joints_or_without_a_stamp_stop_the_arm(names, stamp, cause):
+    g = CommandGuard(LIMITS, 0.08, joint_names=('a', 'b', 'c'))
+    np.testing.assert_array_equal(g.on_command([0.1, 0.1, 0.1], 0.0, 0.0, ('a', 'b', 'c')),
+                                  [0.1, 0.1, 0.1])
+    np.testing.assert_array_equal(g.on_command([0.1, 0.1, 0.1], stamp, 0.01, names),
+                                  np.zeros(3))
+    assert g.last_stop_cause.startswith(cause)
 
 
 @pytest.mark.parametrize('bad, cause', [
@@ -50,15 +80,15 @@ def test_zero_is_sent_once_per_stop_and_a_new_command_resumes():
 ])
 def test_bad_or_goodbye_commands_become_zero(bad, cause):
     g = _guard()
-    g.on_command([0.1, 0.1, 0.1], now=0.0)
-    out = g.on_command(bad, now=0.01)
+    g.on_command([0.1, 0.1, 0.1], stamp=0.0, now=0.0)
+    out = g.on_command(bad, stamp=0.008, now=0.01)
     np.testing.assert_array_equal(out, np.zeros(3))
     assert g.last_stop_cause.startswith(cause)
 
 
 def test_a_publisher_that_left_the_graph_stops_the_arm_at_once():
     g = _guard(timeout=10.0)
-    g.on_command([0.1, 0.1, 0.1], now=0.0)
+    g.on_command([0.1, 0.1, 0.1], stamp=0.0, now=0.0)
     assert g.on_tick(0.008, publishers=None) is None
     np.testing.assert_array_equal(g.on_tick(0.016, publishers=0), np.zeros(3))
     assert g.counters['publisher_gone'] == 1
@@ -75,9 +105,14 @@ def test_the_guard_never_outputs_anything_but_the_last_command_or_zero():
             values = rng.normal(0, 1.5, size)
             if size and rng.random() < 0.1:
                 values[0] = np.inf
-            out = g.on_command(values, now)
-            if g.relaying:
+            stopped_at = g.last_stop_time
+            stamp = now - rng.choice([0.0, PERIOD, 8 * PERIOD])
+            out = g.on_command(values, stamp, now)
+            if out is not None and g.relaying:
                 last_valid = values
+                assert not stamp <= stopped_at, 'relayed a command from before a stop'
+            else:
+                assert out is None or not np.any(out)
         else:
             out = g.on_tick(now)
         if out is not None:

@@ -50,16 +50,15 @@ class JoyScript:
         self.g = g
         self.pub = g.probe.node.create_publisher(Joy, '/joy', 10)
         g.wait(lambda: self.pub.get_subscription_count() > 0, 120, 'the actor matched on /joy')
-        self.axes, self.buttons = [0.0], []
+        self.reading = None  # (axes, buttons), replaced whole: the thread reads it
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def set(self, axis=0.0, *pressed):
         """Change the reading and publish it at once, as a pad does on a change."""
-        self.axes = [float(axis)]
-        self.buttons = [int(i in pressed) for i in range(N_BUTTONS)]
-        self.pub.publish(Joy(axes=self.axes, buttons=self.buttons))
+        self.reading = ([float(axis)], [int(i in pressed) for i in range(N_BUTTONS)])
+        self.pub.publish(Joy(axes=self.reading[0], buttons=self.reading[1]))
 
     def grip_and_push(self, armed=True):
         """Deadman with the stick centred (a fresh grip never drives), then full up.
@@ -67,16 +66,21 @@ class JoyScript:
         armed: wait until the actor reports the grip taken (its teleop reason clears in a
         teleop reset); the actor reads Joy best effort, newest only, so pushing at once
         could reach it before the centred grip ever did."""
+        gripped = time.monotonic()
         self.set(0.0, KB.deadman)
-        if armed:
-            self.g.wait(lambda: _lifecycle(self.g).get('teleop') == '', 30,
+        if armed:  # a report sent after the grip: one from before may still say ''
+            def taken():
+                report = _lifecycle(self.g, since=gripped)
+                return report.get('phase') == 'reset' and report.get('teleop') == ''
+            self.g.wait(taken, 30,
                         lambda: f'the actor to take the centred grip ({_lifecycle(self.g)})')
         self.set(1.0, KB.deadman)
 
     def _run(self):
         while not self._stop.wait(0.02):
-            if self.buttons:
-                self.pub.publish(Joy(axes=self.axes, buttons=self.buttons))
+            reading = self.reading
+            if reading is not None:
+                self.pub.publish(Joy(axes=reading[0], buttons=reading[1]))
 
     def close(self):
         self._stop.set()
@@ -87,7 +91,10 @@ def _commands_since(g, t):
     return [(w, list(m.data)) for w, m in g.probe.got('cmd') if w >= t]
 
 
-def _lifecycle(g):
+def _lifecycle(g, since=None):
+    """The actor's newest lifecycle report, or only one heard after `since` (wall)."""
+    if since is not None and not any(w >= since for w, _ in g.probe.got('actor')):
+        return {}
     return g.probe.diag('actor', 'lifecycle') or {}
 
 

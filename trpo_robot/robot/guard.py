@@ -8,6 +8,11 @@ commands, and sends zero as soon as the actor's stream goes stale, its publisher
 graph, the actor says goodbye (an empty command) or a command is malformed. It never makes
 up a command: what reaches the driver is the actor's last valid command or zero.
 
+Each command carries the driver time of the joint state it answers. A command decided
+before the guard's last stop is dropped, not relayed: a dead actor's last command can
+still sit in the guard's queue when its stop fires (a busy machine, a healed network link),
+and relaying it would restart the arm that the stop had just brought to rest.
+
 Pure numpy, so the decisions are tested without ROS; trpo_robot/ros/guard_node.py is the
 thin ROS edge around it.
 """
@@ -24,16 +29,17 @@ class CommandGuard:
     any real-time factor of a twin and is immune to the guard's own scheduling delays.
     """
 
-    def __init__(self, velocity_limits, timeout: float):
+    def __init__(self, velocity_limits, timeout: float, joint_names=None):
         self.limits = np.asarray(velocity_limits, dtype=float)
         self.n = len(self.limits)
+        self.joint_names = None if joint_names is None else tuple(joint_names)
         if not timeout > 0:
             raise ValueError(f'guard timeout must be > 0 s, got {timeout}')
         self.timeout = float(timeout)
         self.state = WAITING
         self.last_command_time = None
         self.counters = dict(relayed=0, stops=0, bad_commands=0, goodbyes=0, stale=0,
-                             publisher_gone=0)
+                             publisher_gone=0, late=0)
         self.last_stop_time = float('nan')
         self.last_stop_age = float('nan')
         self.last_stop_cause = ''
@@ -42,16 +48,23 @@ class CommandGuard:
     def relaying(self) -> bool:
         return self.state == RELAYING
 
-    def on_command(self, values, now: float):
-        """A message from the actor; returns the array to publish now (never None)."""
+    def on_command(self, values, stamp: float, now: float, names=None):
+        """A message from the actor, answering the joint state of driver time ``stamp``,
+        received at driver time ``now``; the array to publish now, or None (dropped).
+        ``names``, when given, must be the arm's joints in chain order: a command in another
+        order would drive the wrong joints."""
         command = np.asarray(values, dtype=float).ravel()
         if command.size == 0:
             self.counters['goodbyes'] += 1
             return self._stop('the actor said it is stopping', now)
-        reason = self._invalid(command)
+        reason = (self._invalid(command) or self._invalid_stamp(stamp)
+                  or self._wrong_names(names))
         if reason:
             self.counters['bad_commands'] += 1
             return self._stop(f'bad command: {reason}', now)
+        if stamp <= self.last_stop_time:  # False while never stopped (nan)
+            self.counters['late'] += 1
+            return None
         self.state = RELAYING
         self.last_command_time = now
         self.counters['relayed'] += 1
@@ -84,6 +97,19 @@ class CommandGuard:
             return (f'joint {int(np.argmax(over))} at {command[over][0]:.3f} rad/s beyond the '
                     f'URDF limit {self.limits[over][0]:.3f}')
         return ''
+
+    def _wrong_names(self, names) -> str:
+        if names is None or self.joint_names is None or tuple(names) == self.joint_names:
+            return ''
+        return f'joints {list(names)} are not {list(self.joint_names)}'
+
+    @staticmethod
+    def _invalid_stamp(stamp) -> str:
+        try:
+            stamp = float(stamp)
+        except (TypeError, ValueError):
+            return 'no stamp'
+        return '' if np.isfinite(stamp) else 'non-finite stamp'
 
     def _stop(self, cause, now, age=None):
         self.state = f'stopped: {cause}'

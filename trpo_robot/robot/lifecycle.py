@@ -666,6 +666,9 @@ class EpisodeLifecycle:
                                      'finite joint angles')
         elif self._mode == 'teleop':
             self.mapper.rearm()
+            # Said at once, not at the next tick: an operator (or a test) reading '' here
+            # would take the previous reset's armed stick for this one's.
+            self._teleop_reason = self.mapper.velocity_at(now)[1]
         else:
             self._set_freedrive(True)
 

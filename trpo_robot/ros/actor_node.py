@@ -65,6 +65,7 @@ class ActorNode(Node):
                   if p.follow_check else None)
         common = dict(state_topic=p.joint_states_topic,
                       command_topic=p.guard_topic if p.require_guard else p.command_topic,
+                      stamped=p.require_guard,
                       freedrive_topic=p.freedrive_topic, stall_timeout=p.stall_timeout,
                       rate=p.real_time_factor if p.sim_clock else 1.0, follow=follow)
         if p.teleport:

@@ -81,10 +81,13 @@ class _Ring:
 
 
 class RosBackend:
-    """``Backend`` over joint_states in and Float64MultiArray velocity commands out."""
+    """``Backend`` over joint_states in and velocity commands out: Float64MultiArray
+    straight to the driver's controller, or, through a command guard (``stamped=True``),
+    a JointState stamped with the driver time of the state each command answers, so that
+    the guard can tell a command decided before it stopped the arm from a new one."""
 
     def __init__(self, node: Node, joint_names, period: float, *, state_topic: str,
-                 command_topic: str, stall_timeout: float = 1.0,
+                 command_topic: str, stamped: bool = False, stall_timeout: float = 1.0,
                  freedrive_topic: str = 'freedrive_mode_controller/enable_freedrive_mode',
                  rate: float = 1.0, follow: FollowWatchdog | None = None):
         self.node = node
@@ -106,7 +109,8 @@ class RosBackend:
         self._tick_stamp = None
         self._unanswered = None  # monotonic receipt time of a tick no command answered yet
         self._held = np.zeros(self._n)
-        self._msg = Float64MultiArray()
+        self._stamped = bool(stamped)
+        self._msg = JointStateMsg(name=list(self._names)) if stamped else Float64MultiArray()
         self.last_send_wall = 0.0
         """Monotonic time of the last new command (send_velocity), for swap latency."""
         self.bad_states = 0
@@ -116,7 +120,7 @@ class RosBackend:
         self.ticks = 0
         self.overruns = 0
         self.reset_ticks = 0
-        self._pub = node.create_publisher(Float64MultiArray, command_topic, U.QOS_COMMAND)
+        self._pub = node.create_publisher(type(self._msg), command_topic, U.QOS_COMMAND)
         self._sub, self._wait_set = _own_subscription(node, state_topic)
         self._freedrive_pub = node.create_publisher(Bool, freedrive_topic, U.QOS_COMMAND)
         self.freedrive = False
@@ -270,12 +274,22 @@ class RosBackend:
 
     def _publish(self, command):
         if not self.freedrive:  # in freedrive the arm is the operator's (set_freedrive)
-            self._msg.data = command.tolist()
-            self._pub.publish(self._msg)
+            self._pub.publish(self._command_message(command))
         tick = self._unanswered
         if tick is not None:
             self._unanswered = None
             self._lateness.add(time.monotonic() - tick)
+
+    def _command_message(self, command):
+        msg = self._msg
+        if not self._stamped:
+            msg.data = command.tolist()
+            return msg
+        answered = 0.0 if self._state is None else self._state.stamp
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(
+            int(round(answered * 1e9)), 1_000_000_000)
+        msg.velocity = command.tolist()
+        return msg
 
     def _next_tick(self, acting=True) -> int:
         """Wait for the next joint_states; return how many driver periods it advanced.

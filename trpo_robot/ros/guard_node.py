@@ -2,10 +2,13 @@
 
 The UR driver's forward_velocity_controller holds the last command forever
 (ros2_controllers#95): an actor killed, hung or cut off from the network leaves a real arm
-moving at its last velocity. This node relays the actor's commands (guard_topic) to the
-driver (command_topic) and publishes zero when the actor's stream is older than
+moving at its last velocity. This node relays the actor's commands (guard_topic, a
+JointState whose stamp is the driver time of the state the command answers and whose
+velocity is the command) to the driver (command_topic, the controller's Float64MultiArray)
+and publishes zero when the actor's stream is older than
 guard_timeout of driver time, when the actor's publisher leaves the graph, when the actor
-says goodbye (an empty command) or sends a malformed one (trpo_robot/robot/guard.py).
+says goodbye (an empty command) or sends a malformed one; a command decided before the
+last stop is dropped (trpo_robot/robot/guard.py).
 It keeps time by the driver's joint_states stamps, so it also works on a twin at any
 real-time factor. Started next to the driver by learn.launch.py and `trpo-robot learn`.
 """
@@ -34,14 +37,15 @@ class GuardNode(Node):
         (self.p,) = U.read_params(self, RobotParams)
         p = self.p
         spec = RobotSpec.from_urdf(urdf_path(p.task_spec().urdf))
-        self.guard = CommandGuard(spec.velocity_limit, p.effective_guard_timeout())
+        self.guard = CommandGuard(spec.velocity_limit, p.effective_guard_timeout(),
+                                  spec.joint_names)
         self._warn = U.ThrottledWarnings(self.get_logger(), LOG_EVERY)
         self._lock = threading.Lock()
         self._now = None       # stamp of the newest joint_states: the driver's clock
         self._ticks = 0
         self._had_publisher = False
         self.pub = self.create_publisher(Float64MultiArray, p.command_topic, U.QOS_COMMAND)
-        self.sub = self.create_subscription(Float64MultiArray, p.guard_topic, self._on_command,
+        self.sub = self.create_subscription(JointState, p.guard_topic, self._on_command,
                                             U.QOS_COMMAND)
         self.create_subscription(JointState, p.joint_states_topic, self._on_state,
                                  U.QOS_STATE_SUB)
@@ -65,7 +69,8 @@ class GuardNode(Node):
     def shutdown(self):
         """Leaving: the arm must not keep the actor's last command after us."""
         with self._lock:
-            self._send(self.guard.on_command([], self._now or 0.0))
+            now = self._now or 0.0
+            self._send(self.guard.on_command([], now, now))
         return 0
 
     # -- callbacks (executor thread) -----------------------------------------------------
@@ -73,8 +78,11 @@ class GuardNode(Node):
     def _on_command(self, msg):
         with self._lock:
             was = self.guard.state
-            out = self.guard.on_command(msg.data, self._now or 0.0)
-            self._send(out)
+            stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            out = self.guard.on_command(msg.velocity, stamp, self._now or 0.0,
+                                        msg.name if msg.velocity else None)
+            if out is not None:
+                self._send(out)
         self._report(was)
 
     def _on_state(self, msg):
