@@ -68,3 +68,55 @@ def test_resume_into_another_env_is_refused(trpo_robot_cmd, cli_env, tmp_path):
                               '--out', out, '--resume', out], cli_env)
     _one_line_error(r)
     assert 'obs_dim' in r.stderr
+
+
+def _weights(agent):
+    return [t.detach().clone() for t in (*agent.pi.state_dict().values(),
+                                          *agent.v.state_dict().values())]
+
+
+def test_the_seed_alone_decides_the_initial_weights_whatever_the_thread_count():
+    """Orthogonal init rounds with the thread count: two threads gave other weights than
+    one, so the CLI (default threads) and the API used as bench/learning.py does (one
+    thread) learned different policies from the same seed."""
+    import torch
+    from trpo_robot.trpo.agent import Agent
+    from trpo_robot.trpo.config import preset
+    threads = torch.get_num_threads()
+    try:
+        made = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            made.append(_weights(Agent(17, 6, preset('default'), seed=3)))
+            assert torch.get_num_threads() == n  # and the caller's setting is kept
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(*made))
+
+
+def test_the_cli_and_the_python_api_give_the_same_result_for_a_seed(trpo_robot_cmd, cli_env,
+                                                                     tmp_path):
+    import gymnasium as gym
+    import torch
+    from trpo_robot.trpo.agent import Agent
+    from trpo_robot.trpo.config import preset
+    from trpo_robot.trpo.rollout import evaluate
+    from trpo_robot.trpo.trainer import train
+    out = str(tmp_path / 'run')
+    r = _run(trpo_robot_cmd, ['train', '--env', 'Pendulum-v1', '--steps', '4096', '--seed',
+                              '2', '--preset', 'pendulum', '--out', out], cli_env)
+    assert r.returncode == 0, r.stderr
+    r = _run(trpo_robot_cmd, ['eval', '--checkpoint', out, '--episodes', '3', '--seed', '100'],
+             cli_env)
+    assert r.returncode == 0, r.stderr
+    cli_return = json.loads(r.stdout.strip().splitlines()[-1])['mean_return']
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as bench/learning.py does before it builds the agent
+    try:
+        agent = Agent(3, 1, preset('pendulum'), 2)
+        train(gym.make('Pendulum-v1'), agent, 4096, 2, printer=lambda line: None)
+    finally:
+        torch.set_num_threads(threads)
+    agent.obs_norm.frozen = True
+    api_return = float(evaluate(gym.make('Pendulum-v1'), agent, 3, 100).mean())
+    assert cli_return == api_return

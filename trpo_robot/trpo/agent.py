@@ -1,4 +1,5 @@
 """The learner's state: policy (.pi), value network (.v), observation normalizer, version."""
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -31,6 +32,20 @@ class UpdateStats:
         return self.policy_time + self.value_time
 
 
+@contextlib.contextmanager
+def _one_thread():
+    """Orthogonal initialisation is a QR factorisation whose rounding depends on the number
+    of threads torch uses: without this the seed did not decide the weights, the machine's
+    core count did (and `trpo-robot train`, which builds its agent before train() pins one
+    thread, started from other weights than the Python API for the same seed)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 class Agent:
     """Everything a checkpoint holds, and the update that advances it by one version."""
 
@@ -38,8 +53,10 @@ class Agent:
         torch.manual_seed(seed)
         self.config = config
         self.obs_dim, self.act_dim = obs_dim, act_dim
-        self.pi = GaussianPolicy(obs_dim, act_dim, config.policy_hidden, config.init_log_std)
-        self.v = ValueNet(obs_dim, config.value_hidden)
+        with _one_thread():
+            self.pi = GaussianPolicy(obs_dim, act_dim, config.policy_hidden,
+                                     config.init_log_std)
+            self.v = ValueNet(obs_dim, config.value_hidden)
         self.v_optim = torch.optim.Adam(self.v.parameters(), lr=config.value_lr)
         norm_cls = RunningNorm if config.normalize_obs else IdentityNorm
         self.obs_norm = norm_cls(obs_dim, clip=config.obs_clip)
