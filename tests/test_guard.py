@@ -43,6 +43,19 @@ def test_zero_is_sent_once_per_stop_and_a_new_command_resumes():
     assert g.relaying
 
 
+def test_a_repeated_command_is_sent_again_only_once_per_timeout():
+    """The driver holds what it was sent: the actor's per-tick heartbeat is not relayed,
+    except once per timeout for a driver with a command timeout of its own."""
+    g = _guard(timeout=0.08)
+    command = [0.1, 0.2, 0.3]
+    sent = [g.on_command(command, t - PERIOD, t) is not None
+            for t in np.arange(0.0, 0.2, PERIOD)]
+    assert sent[0] and sum(sent) == 3  # at 0, 0.08 and 0.16 s
+    np.testing.assert_array_equal(g.on_command([0.1, 0.2, 0.31], 0.2, 0.208),
+                                  [0.1, 0.2, 0.31])  # a change goes at once
+    assert g.relaying and g.counters['relayed'] == 26 and g.counters['sent'] == 4
+
+
 def test_a_command_decided_before_the_stop_never_restarts_the_arm():
     """A dead actor's last command still queued when the stop fires (seen on a loaded
     machine: the twin moved 0.037 rad after the guard had brought it to rest)."""

@@ -8,6 +8,12 @@ commands, and sends zero as soon as the actor's stream goes stale, its publisher
 graph, the actor says goodbye (an empty command) or a command is malformed. It never makes
 up a command: what reaches the driver is the actor's last valid command or zero.
 
+The driver holds the command it was given until it gets another (the UR's controller
+forever, a Dynamixel driver node for its own command timeout), so a command equal to the
+one the driver holds is not sent again, except once per guard timeout: the actor repeats
+its command every driver period as a heartbeat, and relaying each repeat cost the
+driver and the guard as much CPU as the rest of the graph on a 2-core machine.
+
 Each command carries the driver time of the joint state it answers. A command decided
 before the guard's last stop is dropped, not relayed: a dead actor's last command can
 still sit in the guard's queue when its stop fires (a busy machine, a healed network link),
@@ -39,10 +45,11 @@ class CommandGuard:
         self.state = WAITING
         self.last_command_time = None
         self.counters = dict(relayed=0, stops=0, bad_commands=0, goodbyes=0, stale=0,
-                             publisher_gone=0, late=0)
+                             publisher_gone=0, late=0, sent=0)
         self.last_stop_time = float('nan')
         self.last_stop_age = float('nan')
         self.last_stop_cause = ''
+        self._sent = (None, 0.0)  # (the command the driver holds, driver time it was sent)
 
     @property
     def relaying(self) -> bool:
@@ -68,7 +75,7 @@ class CommandGuard:
         self.state = RELAYING
         self.last_command_time = now
         self.counters['relayed'] += 1
-        return command
+        return self._send(command, now)
 
     def on_tick(self, now: float, publishers: int | None = None):
         """One driver period (a joint_states stamp); zero to publish, or None.
@@ -111,10 +118,22 @@ class CommandGuard:
             return 'no stamp'
         return '' if np.isfinite(stamp) else 'non-finite stamp'
 
+    def _send(self, command, now):
+        """The command to publish, or None when the driver holds it already (sent again
+        once per timeout, for a driver whose own command timeout is longer)."""
+        held, sent_at = self._sent
+        if held is not None and np.array_equal(held, command) and \
+                now - sent_at < self.timeout - 1e-9:
+            return None
+        self._sent = (command, now)
+        self.counters['sent'] += 1
+        return command
+
     def _stop(self, cause, now, age=None):
         self.state = f'stopped: {cause}'
         self.counters['stops'] += 1
         self.last_stop_time = now
         self.last_stop_cause = cause
         self.last_stop_age = float('nan') if age is None else age
+        self._sent = (np.zeros(self.n), now)
         return np.zeros(self.n)

@@ -27,8 +27,6 @@ receipt, and ``overruns`` (driver periods that passed without a command from us)
 import time
 
 import numpy as np
-import rclpy
-from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import JointState as JointStateMsg
 from std_msgs.msg import Bool, Float64MultiArray
@@ -396,17 +394,11 @@ class RosBackend:
 
 
 def _own_subscription(node, topic):
-    """A joint_states subscription no executor serves, and a wait set for it.
-
-    It lives on a node of its own in the same context (not added to any executor), under
-    the topic name ``node`` resolves (its namespace and remappings), so that only the
-    control thread takes its messages."""
-    name = node.resolve_topic_name(topic)
-    rx = rclpy.create_node(f'{node.get_name()}_joint_states', context=node.context,
-                           namespace=node.get_namespace(), use_global_arguments=False,
-                           start_parameter_services=False)
-    sub = rx.create_subscription(JointStateMsg, name, lambda msg: None, U.QOS_STATE_SUB)
-    return sub, _rclpy.WaitSet(1, 0, 0, 0, 0, 0, node.context.handle)
+    """joint_states on a subscription no executor serves (node_utils), for the control
+    thread alone."""
+    (sub,), wait_set = U.unserved_subscriptions(
+        node, 'joint_states', [(JointStateMsg, topic, U.QOS_STATE_SUB)])
+    return sub, wait_set
 
 
 class SimRosBackend(RosBackend):

@@ -26,6 +26,8 @@ from trpo_robot.ros import node_utils as U
 from trpo_robot.ros.params import RobotParams
 
 LOG_EVERY = 2.0
+WAIT = 0.1
+"""Longest wait for a message, s: the relay thread looks at its stop flag this often."""
 PUBLISHER_CHECK_TICKS = 10
 """Driver periods between looks at the graph for the actor's publisher (a graph query per
 tick would cost more than the relay itself)."""
@@ -45,10 +47,13 @@ class GuardNode(Node):
         self._ticks = 0
         self._had_publisher = False
         self.pub = self.create_publisher(Float64MultiArray, p.command_topic, U.QOS_COMMAND)
-        self.sub = self.create_subscription(JointState, p.guard_topic, self._on_command,
-                                            U.QOS_COMMAND)
-        self.create_subscription(JointState, p.joint_states_topic, self._on_state,
-                                 U.QOS_STATE_SUB)
+        # Both streams are taken by the relay thread itself, in order of arrival.
+        self._subs, self._wait_set = U.unserved_subscriptions(self, 'relay', [
+            (JointState, p.joint_states_topic, U.QOS_STATE_SUB),
+            (JointState, p.guard_topic, U.QOS_COMMAND)])
+        self.sub = self._subs[1]
+        self._stopping = threading.Event()
+        self.thread = U.Worker('relay', self._relay, self.get_logger())
         self.pub_diag = self.create_publisher(DiagnosticArray, '~/diagnostics', U.QOS_DIAG)
         self.create_timer(p.diagnostics_period, self._publish_diagnostics,
                           clock=U.steady_clock())
@@ -60,20 +65,29 @@ class GuardNode(Node):
     # -- node lifecycle (run_node) -------------------------------------------------------
 
     def start(self):
+        self.thread.start()
         if self.p.realtime:
             U.request_realtime(50, self.get_logger(), 'command guard', all_threads=True)
 
     def failed(self):
-        return False
+        return self.thread.error is not None
 
     def shutdown(self):
         """Leaving: the arm must not keep the actor's last command after us."""
+        self._stopping.set()
+        self.thread.join(timeout=2.0)
         with self._lock:
             now = self._now or 0.0
             self._send(self.guard.on_command([], now, now))
         return 0
 
-    # -- callbacks (executor thread) -----------------------------------------------------
+    # -- the relay (its own thread) -------------------------------------------------------
+
+    def _relay(self):
+        handlers = (self._on_state, self._on_command)
+        while not self._stopping.is_set():
+            for _, kind, msg in U.wait_and_take(self._subs, self._wait_set, WAIT):
+                handlers[kind](msg)
 
     def _on_command(self, msg):
         with self._lock:

@@ -16,6 +16,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 import rclpy
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import UInt8MultiArray
@@ -154,6 +155,39 @@ def request_realtime(priority: int, logger, what: str, all_threads=False) -> boo
                        'normal scheduling (run as root or grant CAP_SYS_NICE / rtprio)')
         return False
     return True
+
+
+def unserved_subscriptions(node, suffix, topics):
+    """Subscriptions no executor serves, and one wait set for them all.
+
+    They live on a node of their own in the same context (never added to an executor),
+    under the topic names ``node`` resolves (its namespace and remappings), so that one
+    thread takes their messages itself: rclpy's executor costs about 0.1 ms of Python per
+    callback, which was most of a relay's CPU at a driver's rate.
+    topics: [(message type, topic, QoS)]."""
+    rx = rclpy.create_node(f'{node.get_name()}_{suffix}', context=node.context,
+                           namespace=node.get_namespace(), use_global_arguments=False,
+                           start_parameter_services=False)
+    subs = [rx.create_subscription(msg_type, node.resolve_topic_name(topic),
+                                   lambda msg: None, qos)
+            for msg_type, topic, qos in topics]
+    return subs, _rclpy.WaitSet(len(subs), 0, 0, 0, 0, 0, node.context.handle)
+
+
+def wait_and_take(subs, wait_set, timeout):
+    """Wait up to ``timeout`` s for any of ``subs``; return every queued message as
+    (DDS receipt time ns, index of its subscription, message), in order of arrival."""
+    wait_set.clear_entities()
+    for sub in subs:
+        wait_set.add_subscription(sub.handle)
+    wait_set.wait(max(0, int(timeout * 1e9)))
+    arrived = []
+    for k, sub in enumerate(subs):
+        while (taken := sub.handle.take_message(sub.msg_type, sub.raw)) is not None:
+            msg, info = taken
+            arrived.append((info.get('received_timestamp', 0), k, msg))
+    arrived.sort(key=lambda item: item[:2])
+    return arrived
 
 
 class Worker(threading.Thread):
