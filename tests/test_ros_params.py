@@ -60,6 +60,7 @@ def test_task_dims_match_the_environment(task):
     ({'reset_mode': 'teleport'}, 'reset_mode'),
     ({'reset_timeout': 0.0}, 'reset_timeout'),
     ({'stall_timeout': 'soon'}, 'stall_timeout'),
+    ({'driver_command_timeout': 0.1}, 'twice the guard timeout'),
 ])
 def test_bad_robot_values_name_the_parameter(override, match):
     values = {**P.node_parameters([CONFIG / 'ur5.yaml'], 'actor_node'), **override}

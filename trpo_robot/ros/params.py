@@ -179,6 +179,11 @@ class RobotParams:
                'robot_receive_timeout must be at least one driver period')
         _check(self.effective_guard_timeout() >= 2 * self.driver_period,
                'guard_timeout must be at least two driver periods')
+        guard = self.effective_guard_timeout()
+        _check(self.driver_command_timeout == 0 or self.driver_command_timeout >= 2 * guard,
+               f'driver_command_timeout {self.driver_command_timeout} s must be 0 or at '
+               f'least twice the guard timeout ({guard:g} s): the guard sends a held command '
+               'again only once per its timeout, and the driver would stop in between')
         _check(self.sim_clock or self.real_time_factor == 1.0,
                'sim_clock: false stamps with the system clock and needs real_time_factor 1')
         for name in ('joint_states_topic', 'command_topic', 'freedrive_topic', 'clock_topic',
