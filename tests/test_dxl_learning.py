@@ -25,7 +25,11 @@ def test_short_trpo_run_on_dxl_reacher_through_the_emulator_improves(tmp_path):
     torch.set_num_threads(1)
     with running_emulator(tmp_path / 'ttyDXL', real_time_factor=RTF,
                           baud=4_000_000) as emulator, \
-            connected_backend(emulator) as backend:
+            connected_backend(emulator, retries=10) as backend:
+        # retries: a pty moves its bytes through a kernel worker of normal priority, which a
+        # loaded 2-core machine now and then holds up for longer than three reply timeouts
+        # (seen once in about 30 suite runs); this test is about learning, and the bus's
+        # own timing is held in test_dxl_bus.py and bench/dxl_bus.py.
         env = ArmEnv(backend, get_task('dxl_reacher'), dxl_spec())
         config = replace(preset('reacher'), batch_steps=BATCH, max_kl=0.05, gamma=0.95,
                          gae_lambda=0.95)
