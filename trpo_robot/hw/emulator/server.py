@@ -13,6 +13,7 @@ lines over its stdin/stdout: ``--control``) or, with ``thread=True``, in a threa
 calling process (the same JSON lines over a pair of pipes).
 """
 import argparse
+import faulthandler
 import heapq
 import json
 import os
@@ -590,8 +591,12 @@ def run(args, announce=print) -> int:
         else:
             announce(f'Dynamixel emulator: ids {list(srv.servos)} at {srv.baud} bit/s on '
                      f'{srv.pty_name}, linked at {srv.link} (Ctrl-C to stop)')
-    for signum in (signal.SIGTERM, signal.SIGHUP):  # leave no dangling link behind
+    # Ctrl-C, a kill and a hang-up end the loop between passes (select wakes at least every
+    # MAX_IDLE), never by an exception raised wherever the loop happens to be; the link is
+    # removed on the way out. SIGUSR1 prints every thread's stack, for a stop that hangs.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda *_: setattr(server, 'running', False))
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         server.serve(ready)
     except KeyboardInterrupt:
