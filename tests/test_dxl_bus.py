@@ -276,9 +276,15 @@ def test_check_hw_usage_errors(tmp_path, trpo_robot_cmd, cli_env):
 
 def test_dxl_emulator_command_serves_until_interrupted(tmp_path, trpo_robot_cmd, cli_env):
     link = tmp_path / 'ttyDXL'
-    proc = subprocess.Popen(trpo_robot_cmd + ['dxl-emulator', '--link', str(link), '--ids',
-                                              '4', '7'], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=cli_env)
+    # Started as a script's background job is: with SIGINT ignored, which a child inherits
+    # (Python then raises no KeyboardInterrupt); Ctrl-C must still stop it.
+    inherited = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        proc = subprocess.Popen(trpo_robot_cmd + ['dxl-emulator', '--link', str(link),
+                                                  '--ids', '4', '7'], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=cli_env)
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     try:
         assert 'linked at' in proc.stdout.readline()
         bus = Bus(str(link), 1_000_000, latency_timer_ms=LATENCY_TIMER_MS)
