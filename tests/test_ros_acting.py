@@ -408,3 +408,51 @@ def test_learner_core_drops_episodes_of_a_version_it_never_had(tmp_path, env):
     assert seg.policy_version == 4 and core.agent.version == 0
     assert core.offer(_blobs(env, 1, version=4)[0]) == 'stale'
     assert core.counters.stale == 1 and core.learner.pending_steps() == 0
+
+
+def test_the_ledger_says_what_became_of_every_episode_and_a_full_disk_stops_nothing(
+        tmp_path, env, monkeypatch):
+    core = _core(tmp_path)
+    blobs = _blobs(env, 3)
+    assert [core.offer(b) for b in blobs[:2]] == ['queued', 'queued']
+    assert core.offer(blobs[0]) == 'duplicate'
+
+    def full(*args, **kwargs):
+        raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(checkpoint, 'save', full)
+    row = core.update()  # the checkpoint cannot be written: counted, learning goes on
+    assert row['version'] == 1 and core.checkpoint_failures == 1
+    assert core.progress()['checkpoint_failures'] == 1
+    core.close()
+    rows = [line.split(',') for line in (tmp_path / 'ledger.csv').read_text().splitlines()]
+    assert rows[0] == ['wall', 'epoch', 'event', 'version', 'actor', 'sequence']
+    assert [r[2:] for r in rows[1:]] == [
+        ['fresh', '0', '', '-1'], ['duplicate', '0', '/t#1', '0'],
+        ['learned', '1', '/t#1', '0'], ['learned', '1', '/t#1', '1']]
+
+
+def test_an_episode_the_disk_refused_is_recorded_once_the_disk_takes_it_again(env):
+    import tempfile
+
+    from trpo_robot.store import EpisodeStore, StoreError
+
+    class FullThenFine(EpisodeStore):
+        full = True
+
+        def write(self, blob, **kwargs):
+            if self.full:
+                raise StoreError('No space left on device')
+            return super().write(blob, **kwargs)
+    with tempfile.TemporaryDirectory() as folder:
+        store = FullThenFine(folder)
+        inbox = PolicyInbox(OBS, ACT, keyring=KEYRING, robot=ROBOT, task=TASK)
+        sent = []
+        actor = Actor(env, inbox, sent.append, robot=ROBOT, task=TASK, actor_id='/t#1',
+                      seed=3, store=store)
+        inbox.offer(_policy(0))
+        actor.episode(threading.Event())  # no outbox: recorded and sent in this thread
+        assert len(sent) == 1 and actor.stats.store_failures == 1 and not store.episodes()
+        store.full = False
+        actor.episode(threading.Event())
+        assert len(sent) == 2 and actor.stats.stored == 2
+        assert [s for _, s, _ in store.episodes()] == [0, 1]

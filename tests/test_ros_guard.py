@@ -23,6 +23,7 @@ from trpo_robot.robot.spec import RobotSpec
 from trpo_robot.ros import graph as G
 from trpo_robot.ros import node_utils as U
 from trpo_robot.ros import params as P
+from trpo_robot.ros.backend import GUARD_SLACK
 from trpo_robot.ros.monitor import Probe
 from trpo_robot.ros.params import task_dims
 from trpo_robot.store import EpisodeStore
@@ -173,6 +174,24 @@ def test_kill_9_of_the_actor_the_guard_brings_the_arm_to_rest(graphs, tmp_path):
     guard = g.wait(stopped_after_kill, 30, 'the guard stopping the arm after the kill')
     assert guard['last_stop_cause'].startswith(('no command', 'the actor left'))
     _at_rest_for_good(g, float(guard['last_stop_time']))
+
+
+def test_kill_9_of_the_guard_the_actor_stops_the_arm_itself_and_holds(graphs, tmp_path):
+    """The UR driver holds the guard's last relay forever: the actor, hearing no relay,
+    sends zero to the driver itself."""
+    g = _graph(graphs, tmp_path / 'g', ('twin_node', 'guard_node', 'actor_node',
+                                        'learner_node'))
+    g.probe.listen('state', String, '/actor_node/state', U.QOS_POLICY)
+    _acting(g)
+    g.kill('guard_node', signal.SIGKILL)
+    dead = _latest(g)[0]
+    control = g.wait(lambda: (c := _diag(g, 'actor_node', 'control')).get(
+        'guard_losses', '0') != '0' and c, 60, 'the actor finding the guard silent')
+    assert control['guard_losses'] == '1'
+    g.wait(lambda: actor_state(g) == 'hold', 30, 'the actor holding the arm')
+    assert 'command guard relayed nothing' in _diag(g, 'actor_node', 'safety')['last_fault']
+    noticed = 2 * g.rp.effective_guard_timeout() + GUARD_SLACK * RTF
+    _at_rest_for_good(g, dead + noticed)
 
 
 @pytest.mark.parametrize('fault', ['protective_stop', 'stop_program',

@@ -6,7 +6,7 @@ builds each received policy and leaves it in ``PolicyInbox``; the control thread
 newest one up at an episode boundary (or before a tick) by reading that reference. Nothing
 the control thread waits for is ever slower than an attribute read.
 """
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 import math
 import queue
@@ -26,6 +26,8 @@ TELEPORT_ATTEMPTS = 3
 """Auto resets in a row whose teleport failed before the actor drives every reset: one
 failure can be a request lost in DDS discovery at start-up (the driven reset then costs
 ~2 s of robot time, not every reset of the run)."""
+UNRECORDED_LIMIT = 1000
+"""Episodes kept in memory while the disk refuses them (about 20 MB at 100 UR steps)."""
 
 
 class TeleportUnavailable(RuntimeError):
@@ -250,6 +252,8 @@ class Actor:
         """An EpisodeStore: every segment is written there before it is published, and a
         restarted actor continues the sequence of its stored episodes."""
         self.sequence = store.next_sequence(actor_id) if store is not None else 0
+        self._unrecorded = deque(maxlen=UNRECORDED_LIMIT)
+        """(signed blob, sequence) the store has not taken yet (_record_waiting)."""
         self.lifecycle = lifecycle
         """An EpisodeLifecycle: it owns the arm between episodes (stop, reset, READY) and
         can cut an episode (e-stop, pause). None: env.reset() resets, as in the tests of
@@ -352,8 +356,8 @@ class Actor:
         lc.fault(str(fault))
         if lc.last_episode is not None:
             lc.end_episode()
-        self._after_fault(f'fault: {fault}', f'backend fault: {fault}; arm held, see ~/resume',
-                          stop, idle)
+        self._after_fault(f'fault: {fault}',
+                          f'backend fault: {fault}; arm held: ~/reset to go on', stop, idle)
 
     def _after_fault(self, phase, message, stop, idle):
         """After a backend fault: count it, say so, stop the arm, pause before going on."""
@@ -545,17 +549,30 @@ class Actor:
         in the outbox thread, so that the hash costs the control thread nothing."""
         blob = self.keyring.sign(blob, auth.EPISODE)
         if self.store is not None:
-            try:
-                self.store.write(blob, actor=self.actor_id, sequence=sequence)
-                self.stats.stored += 1
-            except Exception as e:  # noqa: BLE001 - a full disk must not stop the arm loop
-                self.stats.store_failures += 1
-                self._log(f'could not record episode {sequence}: {e!r}')
+            self._unrecorded.append((blob, sequence))
+            self._record_waiting()
         try:
             self.publish(blob)
         except Exception as e:  # noqa: BLE001 - a transport hiccup must not stop the arm loop
             self.stats.publish_failures += 1
             self._log(f'could not publish an episode: {e!r}')
+
+    def _record_waiting(self):
+        """Write the episodes not yet on disk, oldest first. One the disk refused (full,
+        failing) stays waiting and is tried again with the next episode, so a disk that
+        fills and empties loses no record; beyond UNRECORDED_LIMIT the oldest are given
+        up (they were still published)."""
+        while self._unrecorded:
+            blob, sequence = self._unrecorded[0]
+            try:
+                self.store.write(blob, actor=self.actor_id, sequence=sequence)
+            except Exception as e:  # noqa: BLE001 - a full disk must not stop the arm loop
+                self.stats.store_failures += 1
+                self._log(f'could not record episode {sequence} ({len(self._unrecorded)} '
+                          f'waiting): {e!r}')
+                return
+            self._unrecorded.popleft()
+            self.stats.stored += 1
 
     def _reset_seconds(self):
         """Robot time of the reset before this episode, apart from the agent's time."""

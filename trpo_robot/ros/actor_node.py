@@ -67,7 +67,9 @@ class ActorNode(Node):
                       command_topic=p.guard_topic if p.require_guard else p.command_topic,
                       stamped=p.require_guard,
                       freedrive_topic=p.freedrive_topic, stall_timeout=p.stall_timeout,
-                      rate=p.real_time_factor if p.sim_clock else 1.0, follow=follow)
+                      rate=p.real_time_factor if p.sim_clock else 1.0, follow=follow,
+                      driver_topic=p.command_topic if p.require_guard else None,
+                      guard_timeout=p.effective_guard_timeout())
         if p.teleport:
             self.backend = SimRosBackend(self, spec.joint_names, p.driver_period,
                                          teleport_topic=p.teleport_topic, **common)
@@ -275,6 +277,7 @@ class ActorNode(Node):
             lateness_max_ms=timing.max * 1e3, transport_p50_ms=transport.p50 * 1e3,
             transport_p99_ms=transport.p99 * 1e3, transport_max_ms=transport.max * 1e3,
             realtime=self.realtime, bad_joint_states=b.bad_states, stalls=b.stalls,
+            guard_losses=b.guard_losses,
             teleport_fallbacks=s.teleport_fallbacks, publish_failures=s.publish_failures,
             stored=s.stored, store_failures=s.store_failures, sequence=self.actor.sequence,
             reset_ticks=getattr(b, 'reset_ticks', 0), teleports=s.teleports,

@@ -56,6 +56,19 @@ class ArmNotFollowing(BackendFault):
     cause = 'arm_not_following'
 
 
+class GuardSilent(BackendFault):
+    """The command guard relayed nothing to the driver while this actor kept commanding:
+    it is dead or hung, and the UR driver holds whatever it relayed last, forever. A zero
+    has been published straight to the driver's command topic; the episode is aborted and
+    the arm held, as after any fault."""
+
+
+GUARD_SLACK = 0.05
+"""Wall s added to two guard timeouts of driver time before a silent guard counts as lost:
+the host's delays (a busy machine holds a relay for tens of ms). Too short, and a slow
+guard costs an aborted episode; too long, and a dead guard's last command runs on."""
+
+
 class _Ring:
     """Last ``size`` samples for percentiles, plus the all-time maximum."""
 
@@ -87,7 +100,12 @@ class RosBackend:
     def __init__(self, node: Node, joint_names, period: float, *, state_topic: str,
                  command_topic: str, stamped: bool = False, stall_timeout: float = 1.0,
                  freedrive_topic: str = 'freedrive_mode_controller/enable_freedrive_mode',
-                 rate: float = 1.0, follow: FollowWatchdog | None = None):
+                 rate: float = 1.0, follow: FollowWatchdog | None = None,
+                 driver_topic: str | None = None, guard_timeout: float = 0.0):
+        """``driver_topic`` (with ``stamped``): the driver's command topic behind the
+        guard. The backend listens there for the guard's relays and, when the guard falls
+        silent for two ``guard_timeout`` of driver time (plus GUARD_SLACK) while commands
+        flow, publishes zero there itself and raises GuardSilent."""
         self.node = node
         self.follow = follow
         """Checks every acting tick that the arm follows the command (None: no check)."""
@@ -125,6 +143,11 @@ class RosBackend:
         """A freedrive reset is on: no velocity command is published (see set_freedrive)."""
         self._freedrive_sent = None  # node-clock time of the last keep-alive
         self.freedrive_messages = 0
+        self.guard_losses = 0
+        self._watch = None
+        if stamped and driver_topic:
+            self._watch = _GuardWatch(node, driver_topic, self._n,
+                                      2 * guard_timeout / self._rate + GUARD_SLACK)
 
     # -- Backend protocol ------------------------------------------------------------------
 
@@ -161,6 +184,9 @@ class RosBackend:
         self._held = v.copy()
         self._publish(self._held)
         self.last_send_wall = time.monotonic()
+        if self._watch is not None and self._watch.fault:
+            fault, self._watch.fault = self._watch.fault, ''
+            raise GuardSilent(fault)
 
     def stop(self) -> None:
         """Zero command now. Not a tick answer: stopping ends the acting, and the gap to
@@ -273,6 +299,8 @@ class RosBackend:
     def _publish(self, command):
         if not self.freedrive:  # in freedrive the arm is the operator's (set_freedrive)
             self._pub.publish(self._command_message(command))
+            if self._watch is not None and self._watch.published():
+                self.guard_losses += 1
         tick = self._unanswered
         if tick is not None:
             self._unanswered = None
@@ -391,6 +419,52 @@ class RosBackend:
     def _bad(self, reason):
         self.bad_states += 1
         self.bad_reason = reason
+
+
+class _GuardWatch:
+    """Is the command guard still relaying? Heard on the driver's command topic, taken by
+    the control thread at each publish (no executor, a few microseconds).
+
+    Armed by the first relay heard: before it, discovery may not have matched this
+    subscription with the guard's publisher yet (a start-up check that the guard is alive
+    is the actor's wait for a guard listener)."""
+
+    def __init__(self, node, driver_topic, dof, silence):
+        (self._sub,), _ = U.unserved_subscriptions(
+            node, 'guard_watch', [(Float64MultiArray, driver_topic, U.QOS_COMMAND)])
+        self._direct = node.create_publisher(Float64MultiArray, driver_topic, U.QOS_COMMAND)
+        self.silence, self._zero = silence, [0.0] * dof
+        self._relayed = self._last_publish = self._since = 0.0
+        self.lost = False
+        self._echoes = 0
+        self.fault = ''
+        """Set when the guard is found lost; send_velocity raises it once."""
+
+    def published(self) -> bool:
+        """After each command to the guard: True when the guard has just been found lost
+        (the zero is then on its way to the driver)."""
+        now = time.monotonic()
+        if now - self._last_publish > self.silence:
+            self._since = now  # commands resume after a pause: the guard gets its time
+        self._last_publish = now
+        heard = 0
+        while self._sub.handle.take_message(self._sub.msg_type, self._sub.raw) is not None:
+            heard += 1
+        if heard > self._echoes:  # beyond our own zero: the guard relays (again)
+            self._echoes = 0
+            self._relayed, self.lost = now, False
+            return False
+        self._echoes -= heard
+        silent = now - max(self._relayed, self._since)
+        if self.lost or not self._relayed or silent <= self.silence:
+            return False  # not before a first relay: the subscription may not match yet
+        self.lost = True
+        self._echoes = 1  # this topic carries our zero back to us, which is no relay
+        self._direct.publish(Float64MultiArray(data=self._zero))
+        self.fault = (f'the command guard relayed nothing to {self._direct.topic_name} for '
+                      f'{silent * 1e3:.0f} ms of wall time while commands went to it: it '
+                      'is dead or hung; zero sent to the driver directly')
+        return True
 
 
 def _own_subscription(node, topic):

@@ -66,7 +66,7 @@ class LearnerNode(Node):
         self.stop_event.set()
         self._wake.set()
         self.thread.join(timeout=60.0)  # lets a running update finish
-        path = self.core.save()
+        path = self.core.try_save() or 'not written'
         self.core.close()
         self._publish_progress()
         self.get_logger().info(f'learner stopped at version {self.core.agent.version}, '

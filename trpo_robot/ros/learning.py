@@ -67,7 +67,11 @@ class LearnerCore:
         self.done = ''
         self.last_checkpoint = ''
         self._csv = None
+        self.ledger = None
+        self.checkpoint_failures = 0
         if lp.log_dir:
+            self.ledger = Ledger(Path(lp.log_dir) / 'ledger.csv', self.learner.epoch)
+            self.ledger.start(agent.version, bool(lp.resume))
             path = Path(lp.log_dir) / 'progress.csv'
             path.parent.mkdir(parents=True, exist_ok=True)
             new = not path.exists()
@@ -86,22 +90,28 @@ class LearnerCore:
 
     def offer(self, blob) -> str:
         """One received (or stored) episode blob: size cap, signature, AsyncLearner's
-        checks, then run statistics."""
+        checks, then run statistics. What became of it goes to the ledger."""
+        status, info = self._offer(blob)
+        if self.ledger is not None and status != 'queued':
+            self.ledger.row(status.partition(':')[0], self.agent.version, info)
+        return status
+
+    def _offer(self, blob):
         if len(blob) > self.lp.max_episode_bytes:
             return self._reject(f'blob of {len(blob)} bytes exceeds the cap of '
-                                f'{self.lp.max_episode_bytes}')
+                                f'{self.lp.max_episode_bytes}'), None
         try:
             blob = self.keyring.open(blob, auth.EPISODE)
         except auth.AuthError as e:
             self.counters.unauthenticated += 1
-            return self._reject(f'not from an actor of this fleet: {e}', kind='auth')
+            return self._reject(f'not from an actor of this fleet: {e}', kind='auth'), None
         try:
             _, info = wire.decode_episode(blob, self.obs_dim, self.act_dim)
         except wire.WireError:
             info = None  # AsyncLearner.offer rejects it below, with its reason
         if info and info['task'] and info['task'] != self.task.name:
             return self._reject(f'episode of task {info["task"]!r}, learning '
-                                f'{self.task.name!r}')
+                                f'{self.task.name!r}'), info
         if info:
             self._fill_gap(info['actor'], info['sequence'])
         if info and info['policy_version'] > self.agent.version:
@@ -110,7 +120,7 @@ class LearnerCore:
             c = self.learner.counters
             c.received += 1
             c.stale += 1
-            return 'stale'
+            return 'stale', info
         status = self.learner.offer(blob)
         if self.done and self.lp.stop_when_done:
             self.learner.pending.clear()  # frozen: count and check, but keep nothing
@@ -121,7 +131,7 @@ class LearnerCore:
             if not extra.get('partial', False):
                 ret = _finite(extra.get('episode_return'), float(segment.rewards.sum()))
                 self._episode_done(ret, extra)
-        return status
+        return status, info
 
     def _fill_gap(self, actor, sequence):
         """Episodes of a known actor that were skipped, read from the store.
@@ -190,6 +200,12 @@ class LearnerCore:
     def update(self):
         """One TRPO update; returns the CSV row (a dict) or None if every episode was stale."""
         stats = self.learner.update()
+        if self.ledger is not None:
+            for key in self.learner.last_stale:
+                self.ledger.key_row('stale', self.agent.version, key)
+            for key in self.learner.last_learned:
+                self.ledger.key_row('learned', self.agent.version, key)
+            self.ledger.flush()
         if stats is None:
             return None
         self.updates += 1
@@ -209,8 +225,21 @@ class LearnerCore:
             self._csv_file.flush()
         self._check_done()
         if self.updates % self.lp.checkpoint_every == 0 or self.done:
-            self.save()
+            self.try_save()
         return row
+
+    def try_save(self) -> str:
+        """save(), except that a full or failing disk costs a log line and a counter, not
+        the run: the weights stay in memory and the next checkpoint tries again."""
+        try:
+            return self.save()
+        except OSError as e:
+            self.checkpoint_failures += 1
+            self.warn('checkpoint', f'could not write a checkpoint to '
+                      f'{self.lp.checkpoint_dir}: {e} [{self.checkpoint_failures} failed so '
+                      'far; learning goes on]')
+            return ''
+
 
     def success_rate(self) -> float:
         return float(np.mean(self.window)) if self.window else 0.0
@@ -260,6 +289,7 @@ class LearnerCore:
             stale=c.stale,
             duplicates=c.duplicates, aborted=c.aborted, consumed=c.consumed,
             resumed_fed=self.resumed_fed, gap_filled=self.gap_filled, missing=self.missing,
+            checkpoint_failures=self.checkpoint_failures,
             last_reject=next(reversed(c.reasons), '') if c.reasons else '',
             done=self.done, checkpoint=self.last_checkpoint,
             wall_s=time.monotonic() - self.t0)
@@ -268,6 +298,57 @@ class LearnerCore:
         if self._csv:
             self._csv_file.close()
             self._csv = None
+        if self.ledger is not None:
+            self.ledger.close()
+            self.ledger = None
+
+
+class Ledger:
+    """ledger.csv: what became of every episode this learner heard of, one row each.
+
+    ``learned`` rows carry the version their update made; a ``start`` row begins each
+    learner process (``resumed`` from a checkpoint of the version it names, or fresh).
+    With the store and the checkpoints this is the record an audit needs to say that no
+    episode was lost or learned twice across crashes (bench/chaos.py reads it). Rows are
+    flushed at every update and start, not fsynced: a killed learner loses at most the
+    rows of its unfinished batch, whose episodes it had not learned from.
+    """
+
+    FIELDS = ('wall', 'epoch', 'event', 'version', 'actor', 'sequence')
+
+    def __init__(self, path, epoch):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        new = not path.exists()
+        self._file = open(path, 'a', newline='')
+        self._csv = csv.writer(self._file)
+        self._epoch = epoch
+        if new:
+            self._csv.writerow(self.FIELDS)
+
+    def start(self, version, resumed):
+        self._csv.writerow((time.time(), self._epoch, 'resumed' if resumed else 'fresh',
+                            version, '', -1))
+        self.flush()
+
+    def row(self, event, version, info):
+        actor, seq = (info['actor'], info['sequence']) if info else ('', -1)
+        self.key_row(event, version, (actor, seq))
+
+    def key_row(self, event, version, key):
+        self._csv.writerow((time.time(), self._epoch, event, version, key[0], key[1]))
+
+    def flush(self):
+        try:
+            self._file.flush()
+        except OSError:
+            pass  # a full disk: the rows wait in the buffer for the next flush
+
+    def close(self):
+        self.flush()
+        try:
+            self._file.close()
+        except OSError:
+            pass
 
 
 def _consumed_ids(value) -> dict:

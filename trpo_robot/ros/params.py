@@ -110,6 +110,17 @@ class RobotParams:
     """Twin: publish /clock and stamp joint_states in sim time (run the actor with
     use_sim_time). False: stamp with the system clock like a real driver (only at
     real_time_factor 1)."""
+    command_log: str = ''
+    """Twin only: a file the physics thread appends one row to per driver period, for
+    audits (bench/chaos.py): float64 wall (CLOCK_MONOTONIC) and sim time, then the velocity
+    command applied, the joint positions and the joint velocities (3 x dof values). Rows
+    are written in blocks of COMMAND_LOG_BLOCK: a killed twin loses at most its last block.
+    '' writes nothing."""
+    clock_start: float = 0.0
+    """Twin only: sim time at start, s. A twin restarted under a running graph continues
+    the graph's clock from at least where it was, as a restarted driver's system clock
+    does; from 0, every node would see time go backwards (and the command guard would drop
+    every command as decided before its last stop)."""
     realtime: bool = True
     """Ask for SCHED_FIFO for the control thread (actor) and the physics thread (twin);
     falls back to normal scheduling with a warning when not permitted."""
@@ -160,7 +171,7 @@ class RobotParams:
                      'learner_timeout', 'stall_timeout', 'diagnostics_period',
                      'reset_timeout', 'follow_window'):
             _positive(self, name)
-        for name in ('driver_command_timeout', 'guard_timeout', 'follow_lag'):
+        for name in ('driver_command_timeout', 'guard_timeout', 'follow_lag', 'clock_start'):
             _check(getattr(self, name) >= 0, f'{name} must be >= 0, got {getattr(self, name)}')
         for name in ('episode_queue_depth', 'max_policy_bytes', 'budget_steps',
                      'success_window'):

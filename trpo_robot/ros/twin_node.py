@@ -60,7 +60,8 @@ class TwinNode(Node):
         (self.p,) = U.read_params(self, RobotParams)
         p = self.p
         self.backend = MujocoBackend(p.robot, mode='paced', seed=p.seed,
-                                     real_time_factor=p.real_time_factor)
+                                     real_time_factor=p.real_time_factor,
+                                     start_time=p.clock_start)
         if not math.isclose(self.backend.period, p.driver_period, abs_tol=1e-9):
             raise ParamError(f'driver_period {p.driver_period} s differs from the twin model '
                              f'{p.robot!r} ({self.backend.period} s, sim/robots.yaml)')
@@ -91,6 +92,8 @@ class TwinNode(Node):
         self.last_stop_age = float('nan')
         self._stopping = threading.Event()
         self._stop = stop
+        self._applied = np.zeros(self.n)
+        self.command_log = CommandLog(p.command_log, self.n) if p.command_log else None
 
         self.pub_state = self.create_publisher(JointState, p.joint_states_topic,
                                                U.QOS_STATE_PUB)
@@ -143,6 +146,8 @@ class TwinNode(Node):
         self._stopping.set()
         self.thread.join(timeout=5.0)
         self.backend.close()
+        if self.command_log is not None:
+            self.command_log.close()
         return 0
 
     # -- subscriptions (executor thread) -------------------------------------------------
@@ -260,21 +265,23 @@ class TwinNode(Node):
                 self._halt_said = ''
             now = self.backend.now()
             if self._update_freedrive(now):
+                self._applied = np.zeros(self.n)
                 stopped = True
             if teleport is not None:
                 self._do_teleport(teleport)
+                self._applied = np.zeros(self.n)
                 stopped = True
             elif self.backend.freedrive:
                 pass  # the operator's: no command, no receive timeout
             elif halted:
                 if not stopped:
-                    self.backend.stop()
+                    self._halt()
                     stopped = True
                 if self._halt_said != halted:  # said once: a later state stays readable
                     self._halt_said, self.state = halted, f'halted ({halted})'
             elif command is None:
                 if not stopped or fresh:
-                    self.backend.stop()
+                    self._halt()
                     stopped = True
                     self.state = 'stopped (bad command)' if fresh else 'idle'
             elif self._stale(command, now):
@@ -283,7 +290,8 @@ class TwinNode(Node):
                     stopped = True
             elif fresh or stopped or scaling != self._scaling_sent:
                 # The controller holds its command: after a recovery, the arm goes on.
-                self.backend.send_velocity(command[0] * scaling)
+                self._applied = command[0] * scaling
+                self.backend.send_velocity(self._applied)
                 self._scaling_sent = scaling
                 stopped = False
                 self.last_command_sim = command[1]
@@ -295,8 +303,12 @@ class TwinNode(Node):
         timeout = self.p.driver_command_timeout
         return timeout > 0 and now - command[1] >= timeout - 1e-9
 
-    def _watchdog_stop(self, command, now):
+    def _halt(self):
         self.backend.stop()
+        self._applied = np.zeros(self.n)
+
+    def _watchdog_stop(self, command, now):
+        self._halt()
         self.counters['watchdog_stops'] += 1
         self.last_stop_sim, self.last_stop_age = now, now - command[1]
         self.state = 'stopped (command timeout)'
@@ -333,6 +345,8 @@ class TwinNode(Node):
         msg.position = reading.position.tolist()
         msg.velocity = reading.velocity.tolist()
         self.pub_state.publish(msg)
+        if self.command_log is not None:
+            self.command_log.add(reading.stamp, self._applied, reading)
         if self.pub_clock is not None:
             clock = Clock()
             clock.clock = msg.header.stamp
@@ -361,6 +375,47 @@ class TwinNode(Node):
             else U.OK
         self.pub_diag.publish(U.diag_array(self, [U.status(
             f'{self.get_fully_qualified_name()}: driver', values, level, self.state)]))
+
+
+COMMAND_LOG_BLOCK = 128
+"""Rows per write of the command log: about one wall second at 8x, a fraction of a
+millisecond of the physics thread's time."""
+
+
+class CommandLog:
+    """What the arm was told and did, every driver period (RobotParams.command_log)."""
+
+    def __init__(self, path, dof):
+        self._file = open(path, 'ab')
+        self._rows = np.zeros((COMMAND_LOG_BLOCK, 2 + 3 * dof))
+        self._used = 0
+        self._dof = dof
+
+    def add(self, sim_time, applied, reading):
+        row, n = self._rows[self._used], self._dof
+        row[0], row[1] = time.monotonic(), sim_time
+        row[2:2 + n] = applied
+        row[2 + n:2 + 2 * n] = reading.position
+        row[2 + 2 * n:] = reading.velocity
+        self._used += 1
+        if self._used == COMMAND_LOG_BLOCK:
+            self.flush()
+
+    def flush(self):
+        self._file.write(self._rows[:self._used].tobytes())
+        self._file.flush()
+        self._used = 0
+
+    def close(self):
+        self.flush()
+        self._file.close()
+
+
+def read_command_log(path, dof) -> np.ndarray:
+    """The rows of a command log (a torn last row of a killed twin is dropped)."""
+    width = 2 + 3 * dof
+    data = np.fromfile(path, dtype=np.float64)
+    return data[:len(data) // width * width].reshape(-1, width)
 
 
 def main(argv=None):

@@ -41,6 +41,10 @@ class AsyncLearner:
         self.consumed_ids = {}
         """Highest episode sequence consumed per actor: what a checkpoint records."""
         self._seen = set()
+        self.last_learned = []
+        """(actor, sequence) of the episodes the last update learned from."""
+        self.last_stale = []
+        """(actor, sequence) of the queued episodes the last update dropped as too old."""
 
     def offer(self, blob) -> str:
         """Take one episode blob; return 'queued' or why it was not queued."""
@@ -85,12 +89,15 @@ class AsyncLearner:
     def update(self) -> UpdateStats | None:
         """One TRPO update on the queued episodes that are still fresh enough."""
         fresh = [(s, k) for s, k in self.pending if not self._too_old(s.policy_version)]
+        self.last_stale = [k for s, k in self.pending if self._too_old(s.policy_version)]
+        self.last_learned = []
         self.counters.stale += len(self.pending) - len(fresh)
         self.pending = []
         if not fresh:
             return None
         stats = self.agent.update([s for s, _ in fresh])
         self.counters.consumed += len(fresh)
+        self.last_learned = [k for _, k in fresh]
         for _, (actor, seq) in fresh:
             self.consumed_ids[actor] = max(seq, self.consumed_ids.get(actor, -1))
         return stats

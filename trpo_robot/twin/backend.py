@@ -46,7 +46,9 @@ class MujocoBackend:
 
     def __init__(self, robot: str = 'ur5', mode: str = 'fast', latency: float | None = None,
                  noise_std=None, randomization: Randomization | None = None, seed: int = 0,
-                 real_time_factor: float = 1.0):
+                 real_time_factor: float = 1.0, start_time: float = 0.0):
+        """``start_time``: sim time of the first state; a restarted twin passes the time its
+        graph had reached, so that stamps never go backwards."""
         if mode not in MODES:
             raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
         real_time_factor = float(real_time_factor)
@@ -69,6 +71,7 @@ class MujocoBackend:
         self.overruns = 0
         self._closed = False
         mujoco.mj_resetDataKeyframe(self.model, self.data, self.model.key(HOME_KEY).id)
+        self.data.time = _non_negative(start_time, 'start_time')
         mujoco.mj_forward(self.model, self.data)
 
     def _index_model(self) -> None:
