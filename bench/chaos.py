@@ -298,7 +298,9 @@ class Graph:
             params = {'command_log': str(self.command_log), 'clock_start': self.clock()}
         elif node == 'learner_node':
             files.append(self.learner_yaml)
-            params = {'policy_topic': '/chaos/policy_raw',
+            # stop_when_done off: a soak must see learning go on after the success rate
+            # is reached (a done learner freezes), or every later fault would look fatal.
+            params = {'policy_topic': '/chaos/policy_raw', 'stop_when_done': False,
                       'episode_topics': ['/chaos/episodes'], 'log_dir': str(self.out)}
             if (Path(self.lp.checkpoint_dir) / 'meta.json').is_file():
                 params['resume'] = self.lp.checkpoint_dir
@@ -512,12 +514,13 @@ def audit_rest(rows, events, rp):
         j = i + (moving[-1] + 1 if len(moving) else 0)
         seconds = float(sim[j] - sim[i]) if i < j < k else (0.0 if j == i < k else math.inf)
         results.append(dict(fault=e['fault'], seconds=seconds, ok=seconds <= bound,
-                            travel=_travel(rows[i:k], n)))
+                            travel=_travel(rows[i:min(j + 1, k)], n)))
     return results, bounds
 
 
 def _travel(rows, n):
-    """rad: the largest joint motion between the kill and the restart."""
+    """rad: the largest joint motion from the kill to rest (a later teleport by the
+    operator's reset is no motion of the dead node's making)."""
     if not len(rows):
         return 0.0
     pos = rows[:, 2 + n:2 + 2 * n]
