@@ -82,7 +82,7 @@ from trpo_robot.ros import learn  # noqa: E402
 from trpo_robot.ros import node_utils as U  # noqa: E402
 from trpo_robot.ros.backend import GUARD_SLACK  # noqa: E402
 from trpo_robot.ros.twin_node import read_command_log  # noqa: E402
-from trpo_robot.store import EpisodeStore  # noqa: E402
+from trpo_robot.store import _actor_dir as actor_dir, EpisodeStore  # noqa: E402
 from trpo_robot.trpo import checkpoint as ck  # noqa: E402
 
 RESULTS = ROOT / 'bench' / 'results' / 'chaos.jsonl'
@@ -541,11 +541,14 @@ def audit_episodes(out, episode_dir, checkpoint_dir):
                            or int(x['version']) <= cut]
             continue
         lineage.append(r)
-    learned = Counter((r['actor'], int(r['sequence'])) for r in lineage
+    # The store names an actor by its folder ('actor_node'), the blobs by the node's
+    # name ('/actor_node'): one key for both.
+    learned = Counter((actor_dir(r['actor']), int(r['sequence'])) for r in lineage
                       if r['event'] == 'learned')
-    accounted = {(r['actor'], int(r['sequence'])) for r in lineage
+    accounted = {(actor_dir(r['actor']), int(r['sequence'])) for r in lineage
                  if r['event'] in ('learned', 'stale', 'aborted')}
-    consumed = ck.read_meta(checkpoint_dir).get('extra', {}).get('consumed', {})
+    consumed = {actor_dir(a): s for a, s in
+                ck.read_meta(checkpoint_dir).get('extra', {}).get('consumed', {}).items()}
     stored = [(a, s) for a, s, _ in EpisodeStore(episode_dir).episodes()]
     lost = [k for k in stored if k[1] <= consumed.get(k[0], -1) and k not in accounted
             and k not in learned]
