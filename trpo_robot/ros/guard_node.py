@@ -33,6 +33,14 @@ PUBLISHER_CHECK_TICKS = 10
 tick would cost more than the relay itself)."""
 
 
+GUARD_PRIORITY = 60
+"""SCHED_FIFO priority, above the twin's and the actor's 50. At equal priority the two
+busier processes held both cores for 71 ms once (bench/chaos.py at 8x), and the driver
+ran on the guard's last relay, not on the shield's braking commands the guard had yet to
+relay. The guard blocks between messages (about a third of a core at 8x), so it starves
+nobody."""
+
+
 class GuardNode(Node):
     def __init__(self, stop: threading.Event, node_name='command_guard'):
         super().__init__(node_name, automatically_declare_parameters_from_overrides=True)
@@ -67,7 +75,8 @@ class GuardNode(Node):
     def start(self):
         self.thread.start()
         if self.p.realtime:
-            U.request_realtime(50, self.get_logger(), 'command guard', all_threads=True)
+            U.request_realtime(GUARD_PRIORITY, self.get_logger(), 'command guard',
+                               all_threads=True)
 
     def failed(self):
         return self.thread.error is not None
