@@ -240,7 +240,6 @@ class LearnerCore:
                       'far; learning goes on]')
             return ''
 
-
     def success_rate(self) -> float:
         return float(np.mean(self.window)) if self.window else 0.0
 
@@ -306,8 +305,8 @@ class LearnerCore:
 class Ledger:
     """ledger.csv: what became of every episode this learner heard of, one row each.
 
-    ``learned`` rows carry the version their update made; a ``start`` row begins each
-    learner process (``resumed`` from a checkpoint of the version it names, or fresh).
+    ``learned`` rows carry the version their update made; each learner process begins
+    with a ``fresh`` row, or a ``resumed`` row naming its checkpoint's version.
     With the store and the checkpoints this is the record an audit needs to say that no
     episode was lost or learned twice across crashes (bench/chaos.py reads it). Rows are
     flushed at every update and start, not fsynced: a killed learner loses at most the
