@@ -80,7 +80,7 @@ from trpo_robot.paths import urdf_path  # noqa: E402
 from trpo_robot.ros import graph as G  # noqa: E402
 from trpo_robot.ros import learn  # noqa: E402
 from trpo_robot.ros import node_utils as U  # noqa: E402
-from trpo_robot.ros.backend import GUARD_SLACK  # noqa: E402
+from trpo_robot.ros.backend import guard_slack  # noqa: E402
 from trpo_robot.ros.twin_node import read_command_log  # noqa: E402
 from trpo_robot.store import _actor_dir as actor_dir, EpisodeStore  # noqa: E402
 from trpo_robot.trpo import checkpoint as ck  # noqa: E402
@@ -501,9 +501,10 @@ def audit_rest(rows, events, rp):
     resting = (np.abs(cmd).max(1) == 0) & (np.abs(vel).max(1) < REST)
     guard = rp.effective_guard_timeout()
     # A dead actor: the guard's timeout. A dead guard: the actor notices its silence after
-    # two guard timeouts plus GUARD_SLACK of wall time (sim time here: times the rtf).
+    # two guard timeouts plus the guard slack of wall time (sim time here: times the rtf).
     bounds = {'kill_actor': guard + REST_ALLOWANCE,
-              'kill_guard': 2 * guard + GUARD_SLACK * rp.real_time_factor + REST_ALLOWANCE}
+              'kill_guard': 2 * guard + guard_slack(rp.realtime) * rp.real_time_factor
+              + REST_ALLOWANCE}
     results = []
     for e in events:
         if e['fault'] not in bounds:

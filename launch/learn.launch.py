@@ -12,7 +12,8 @@ the absence of the twin: the actor talks to the driver's joint_states and, throu
 command guard (guard_node), to forward_velocity_controller/commands, which must be up (see
 docs/hardware.md); for robot:=dxl this file starts that driver itself (dxl_driver_node, on
 the serial port).
-`trpo-robot learn` starts the same three executables with the same YAML files.
+The graph itself (nodes, namespaces, parameters, remaps) is defined once, in
+trpo_robot/ros/plan.py, which `trpo-robot learn` reads too.
 """
 import os
 
@@ -21,6 +22,8 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from trpo_robot.ros import plan
 
 PACKAGE = 'trpo_robot'
 ROBOTS = ['ur5', 'ur5e', 'dxl']
@@ -48,8 +51,12 @@ def declare_arguments():
                               description='Learner parameter YAML (TRPO preset, overrides, '
                               'checkpoints).'),
         DeclareLaunchArgument('namespace', default_value='',
-                              description='Namespace of this arm (twin and actor), e.g. arm1; '
-                              'several arms in their own namespaces can feed one learner.'),
+                              description='Namespace of the arm (driver, guard, actor), e.g. '
+                              'cell1; with arms > 1 the prefix of arm1..armN.'),
+        DeclareLaunchArgument('arms', default_value='1',
+                              description='A fleet: N arms, each in its own namespace '
+                              '(arm1..armN) with its own driver, guard, actor and seed, '
+                              'feeding one learner.'),
         DeclareLaunchArgument('reset_mode', default_value='',
                               choices=['', 'auto', 'teleop', 'freedrive'],
                               description='Reset between episodes: auto, teleop (gamepad or '
@@ -72,13 +79,13 @@ def declare_arguments():
 
 
 def _nodes(context):
+    """The graph of trpo_robot/ros/plan.py (the one `trpo-robot learn` starts too), from
+    this launch's arguments."""
     arg = {name: LaunchConfiguration(name).perform(context)
-           for name in ('robot', 'use_sim', 'task', 'config', 'learner_config',
+           for name in ('robot', 'use_sim', 'task', 'config', 'learner_config', 'arms',
                         'namespace', 'real_time_factor', 'reset_mode', 'port', 'out')}
     sim = arg['use_sim'] == 'true'
-    robot_yaml = arg['config'] or _config(f'{arg["robot"]}.yaml').perform(context)
-    ns = arg['namespace'].strip('/')
-    common = {'use_sim_time': sim}
+    common = {}
     if sim:  # the actor extrapolates the twin's stamps at this rate (RosBackend.now)
         common['real_time_factor'] = float(arg['real_time_factor'])
     if arg['task']:
@@ -88,35 +95,26 @@ def _nodes(context):
         out = os.path.abspath(arg['out'])
         common['episode_dir'] = os.path.join(out, 'episodes')
         results = {'checkpoint_dir': os.path.join(out, 'checkpoint'), 'log_dir': out}
-    actor = dict(common)
-    if not sim:
-        actor['teleport'] = False  # a real arm cannot be teleported: auto resets drive
+    actor = {} if sim else {'teleport': False}  # a real arm cannot be teleported
     if arg['reset_mode']:
         actor['reset_mode'] = arg['reset_mode']
-    episodes = f'/{ns}/actor_node/episodes' if ns else '/actor_node/episodes'
-    nodes = [
-        # The command guard zeroes the driver's command when the actor dies or hangs: the
-        # UR driver would hold the last one forever (ros2_controllers#95).
-        Node(package=PACKAGE, executable='guard_node', name='command_guard', namespace=ns,
-             parameters=[robot_yaml, common], output='screen', emulate_tty=True),
-        Node(package=PACKAGE, executable='actor_node', name='actor_node', namespace=ns,
-             parameters=[robot_yaml, actor], output='screen', emulate_tty=True),
-        Node(package=PACKAGE, executable='learner_node', name='learner_node',
-             parameters=[robot_yaml, arg['learner_config'],
-                         {**common, **results, 'episode_topics': [episodes]}],
-             output='screen', emulate_tty=True),
-    ]
-    if sim:
-        nodes.insert(0, Node(package=PACKAGE, executable='twin_node', name='twin_node',
-                             namespace=ns, parameters=[robot_yaml, common],
-                             output='screen', emulate_tty=True))
-    elif arg['robot'] == 'dxl':  # the arm's driver: serial bus -> the UR driver's topics
-        bus = {'port': arg['port']} if arg['port'] else {}
-        nodes.insert(0, Node(package=PACKAGE, executable='dxl_driver_node',
-                             name='dxl_driver_node', namespace=ns,
-                             parameters=[robot_yaml, common, bus], output='screen',
-                             emulate_tty=True))
-    return nodes
+    # The driver: the twin, or for a Dynamixel chain dxl_driver_node on the serial bus; a
+    # UR is driven by the UR ROS 2 driver, started apart (docs/hardware.md).
+    driver = 'twin_node' if sim else ('dxl_driver_node' if arg['robot'] == 'dxl' else None)
+    specs = plan.learning_graph(
+        arg['config'] or _config(f'{arg["robot"]}.yaml').perform(context),
+        arg['learner_config'], driver=driver, arms=_arms(arg['arms']),
+        namespace=arg['namespace'], use_sim_time=sim, common=common, actor=actor,
+        learner=results, driver_params={'port': arg['port']} if arg['port'] else {})
+    return [Node(package=PACKAGE, executable=s.executable, name=s.name, namespace=s.namespace,
+                 parameters=[*s.param_files, s.params], remappings=list(s.remaps.items()),
+                 output='screen', emulate_tty=True) for s in specs]
+
+
+def _arms(text):
+    if not text.isdigit() or int(text) < 1:
+        raise plan.PlanError(f"arms:={text}: a number of arms, 1 or more")
+    return int(text)
 
 
 def generate_launch_description():

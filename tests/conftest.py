@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import launch_support as LS
+
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault('MUJOCO_GL', 'egl')
 # The fleet key (trpo_robot/auth.py) defaults to $XDG_CONFIG_HOME/trpo_robot/fleet.key: a
@@ -44,3 +46,32 @@ def fleet_keyring():
     """The keyring every node of this test session uses (the session's default key)."""
     from trpo_robot import auth
     return auth.Keyring.from_file()
+
+
+# ---------------------------------------------------------------- ros2 launch (launch_support)
+
+@pytest.fixture(scope='module')
+def prefix():
+    """Where this package is installed for ament; a failure (not a skip) when the launch
+    system is here but the package is not, or is not this working copy."""
+    for root in map(Path, LS.ament_prefixes()):
+        if (root / LS.MARKER).is_file():
+            break
+    else:
+        pytest.fail(f'{LS.PACKAGE} is in no ament prefix ({LS.ament_prefixes()}): run '
+                    '`make venv` (tools/ament_develop.py lays out the venv), or on a ROS machine '
+                    '`colcon build` and source install/setup.bash')
+    for path in LS.LAUNCH_FILES:
+        installed = root / 'share' / LS.PACKAGE / 'launch' / path.name
+        assert installed.is_file() and installed.read_bytes() == path.read_bytes(), (
+            f'{installed} is not {path}: the install is stale; run `make venv` (or '
+            '`colcon build` again)')
+    return root
+
+
+@pytest.fixture(scope='module')
+def ros2():
+    exe = shutil.which('ros2', path=os.pathsep.join([str(Path(sys.executable).parent),
+                                                     os.environ.get('PATH', '')]))
+    assert exe, 'launch is importable but the ros2 command (ros2cli) is not on PATH'
+    return exe

@@ -1,4 +1,7 @@
 """The arm environments on the real MuJoCo twin: gymnasium contract, rewards, safety."""
+import subprocess
+import sys
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -11,6 +14,16 @@ from trpo_robot.envs import ARM_ENVS
 from trpo_robot.robot.shield import Intervention
 
 ENV_IDS = sorted(ARM_ENVS)
+
+
+def test_import_trpo_robot_registers_the_ids_without_mujoco():
+    """As a gymnasium plugin: `import trpo_robot`, then gym.make; nothing heavy imported."""
+    code = ('import sys, trpo_robot, gymnasium as gym; '
+            'print(sorted(i for i in gym.registry if i.startswith("trpo_robot/"))); '
+            'print("mujoco" in sys.modules, "torch" in sys.modules)')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out == [str(sorted(ARM_ENVS)), 'False False']
 
 
 @pytest.fixture(scope='module')

@@ -2,6 +2,8 @@
 import json
 import subprocess
 
+import pytest
+
 
 def _run(cmd, args, env, timeout=300):
     return subprocess.run(cmd + args, capture_output=True, text=True, env=env,
@@ -40,16 +42,33 @@ def test_unknown_preset(trpo_robot_cmd, cli_env, tmp_path):
     _one_line_error(r)
 
 
+@pytest.mark.parametrize('args, words', [
+    (['train', '--env', 'Pendulum-v1', '--seed', '-1'], '--seed -1: a seed is an integer'),
+    (['train', '--env', 'Pendulum-v1', '--seed', str(2**32)], 'in 0..4294967295'),
+    (['eval', '--checkpoint', 'x', '--seed', '-5'], '--seed -5'),
+    (['train', '--env', 'Pendulum-v1', '--out', '/proc/x'], '--out /proc/x: cannot write'),
+])
+def test_bad_seeds_and_unwritable_folders_are_one_line_errors(args, words, trpo_robot_cmd,
+                                                              cli_env):
+    r = _run(trpo_robot_cmd, args, cli_env)
+    _one_line_error(r)
+    assert words in r.stderr
+
+
 def test_train_resume_and_eval(trpo_robot_cmd, cli_env, tmp_path):
     out = str(tmp_path / 'run')
     r = _run(trpo_robot_cmd, ['train', '--env', 'Pendulum-v1', '--steps', '2048', '--seed',
                               '1', '--preset', 'pendulum', '--out', out], cli_env)
     assert r.returncode == 0, r.stderr
     assert 'ETA' in r.stdout and 'steps/s' in r.stdout
+    r = _run(trpo_robot_cmd, ['train', '--env', 'Pendulum-v1', '--steps', '2048', '--out', out,
+                              '--resume', out], cli_env)  # --steps is a total: nothing to do
+    _one_line_error(r)
+    assert 'the checkpoint has 2048 steps' in r.stderr and '--steps 102048' in r.stderr
     r = _run(trpo_robot_cmd, ['train', '--env', 'Pendulum-v1', '--steps', '4096', '--seed',
                               '1', '--out', out, '--resume', out], cli_env)
     assert r.returncode == 0, r.stderr
-    assert 'policy version 2, 2048 steps' in r.stdout
+    assert 'policy version 2, 2048 steps; 2048 more to 4096' in r.stdout
     assert 'done: 4096 steps, policy version 4' in r.stdout
     r = _run(trpo_robot_cmd, ['eval', '--checkpoint', out, '--episodes', '3', '--seed', '0'],
              cli_env)

@@ -23,7 +23,7 @@ from trpo_robot.robot.spec import RobotSpec
 from trpo_robot.ros import graph as G
 from trpo_robot.ros import node_utils as U
 from trpo_robot.ros import params as P
-from trpo_robot.ros.backend import GUARD_SLACK
+from trpo_robot.ros.backend import guard_slack
 from trpo_robot.ros.monitor import Probe
 from trpo_robot.ros.params import task_dims
 from trpo_robot.store import EpisodeStore
@@ -190,7 +190,7 @@ def test_kill_9_of_the_guard_the_actor_stops_the_arm_itself_and_holds(graphs, tm
     assert control['guard_losses'] == '1'
     g.wait(lambda: actor_state(g) == 'hold', 30, 'the actor holding the arm')
     assert 'command guard relayed nothing' in _diag(g, 'actor_node', 'safety')['last_fault']
-    noticed = 2 * g.rp.effective_guard_timeout() + GUARD_SLACK * RTF
+    noticed = 2 * g.rp.effective_guard_timeout() + guard_slack(g.rp.realtime) * RTF
     _at_rest_for_good(g, dead + noticed)
 
 

@@ -120,8 +120,9 @@ def test_synchronous_runs_act_one_batch_per_version_and_wait_for_each_update(
     assert all(r['stale'] == 0 for r in read_progress(out / 'progress.csv'))
 
 
-def test_ctrl_c_stops_the_arm_writes_a_checkpoint_and_exits_0(tmp_path, trpo_robot_cmd,
-                                                              cli_env):
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_ctrl_c_or_sigterm_stops_the_arm_writes_a_checkpoint_and_exits_0(
+        sig, tmp_path, trpo_robot_cmd, cli_env):
     out = tmp_path / 'run'
     cmd = trpo_robot_cmd + ['learn', '--robot', 'dxl', '--steps', '100000', '--rtf', '4',
                             '--out', str(out), '--config', str(_robot_yaml(tmp_path))]
@@ -135,7 +136,7 @@ def test_ctrl_c_stops_the_arm_writes_a_checkpoint_and_exits_0(tmp_path, trpo_rob
         G.wait_for(lambda: proc.poll() is not None or _any_episode(out), 600, 0.2,
                    'a first episode')
         assert proc.poll() is None, ''.join(lines)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         assert proc.wait(300) == 0, ''.join(lines)
     finally:
         if proc.poll() is None:
@@ -143,7 +144,7 @@ def test_ctrl_c_stops_the_arm_writes_a_checkpoint_and_exits_0(tmp_path, trpo_rob
             proc.wait()
     reader.join(5)
     text = ''.join(lines)
-    assert 'interrupted: stopping the arm' in text
+    assert f'interrupted ({sig.name}): stopping the arm' in text
     assert (out / 'checkpoint' / 'meta.json').exists(), text
     assert 'actor stopped the arm' in (out / 'logs' / 'actor_node.log').read_text()
     assert 'learner stopped at version' in (out / 'logs' / 'learner_node.log').read_text()

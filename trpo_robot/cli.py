@@ -5,9 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-
-class UsageError(Exception):
-    """A problem with what the user asked for: reported as one line, exit code 2."""
+from trpo_robot.errors import UsageError, writable_folder  # UsageError: also trpo_robot.cli's
 
 
 def make_env(env_id, **kwargs):
@@ -28,24 +26,40 @@ def make_env(env_id, **kwargs):
     return env
 
 
+SEED_MAX = 2**32 - 1
+"""numpy's and torch's seeds are unsigned 32-bit."""
+
+
+def check_seed(seed):
+    """Here, not as an argparse type, so that the error is the CLI's one line."""
+    if not 0 <= seed <= SEED_MAX:
+        raise UsageError(f'--seed {seed}: a seed is an integer in 0..{SEED_MAX}')
+
+
 def cmd_train(args):
     from trpo_robot.trpo.agent import Agent
     from trpo_robot.trpo.config import preset
     from trpo_robot.trpo.trainer import env_spaces, train
 
+    check_seed(args.seed)
+    out = writable_folder(args.out, '--out')
     env = make_env(args.env)
     spaces = env_spaces(env)
     if args.resume:
         agent, meta = _load_checkpoint(args.resume, spaces)
+        if args.steps <= agent.total_steps:
+            raise UsageError(f'--resume {args.resume}: the checkpoint has {agent.total_steps} '
+                             f'steps and --steps {args.steps} is the total, so nothing would '
+                             f'be trained; pass more, e.g. --steps {agent.total_steps + 100_000}')
         print(f'resuming from {args.resume}: policy version {agent.version}, '
-              f'{agent.total_steps} steps')
+              f'{agent.total_steps} steps; {args.steps - agent.total_steps} more to '
+              f'{args.steps}')
     else:
         try:
             config = preset(args.preset)
         except ValueError as e:
             raise UsageError(str(e)) from None
         agent = Agent(spaces['obs_dim'], spaces['act_dim'], config, args.seed)
-    out = Path(args.out)
     print(f'training {args.env} for {args.steps} steps (seed {args.seed}, preset '
           f'{args.preset}) -> {out}')
     extra = {'env_id': args.env, 'seed': args.seed, 'preset': args.preset}
@@ -72,6 +86,7 @@ def cmd_eval(args):
     import numpy as np
     from trpo_robot.trpo.rollout import evaluate
 
+    check_seed(args.seed)
     agent, meta = _load_checkpoint(args.checkpoint)
     env_id = args.env or meta.get('extra', {}).get('env_id')
     if not env_id:

@@ -6,14 +6,11 @@ MuJoCo) happen inside the commands so that `trpo-robot --help` stays fast.
 import argparse
 import importlib
 
+from trpo_robot.errors import UsageError
+
 ROS_ROBOTS = ('ur5', 'ur5e')
 ROS_CHECK_MODULE = 'trpo_robot.ros.check_hw'
 """Where `check-hw --robot ur5` lives (the ROS edge): a ``run(args) -> int``."""
-
-
-def _usage_error(message):
-    from trpo_robot.cli import UsageError
-    return UsageError(message)
 
 
 def register_check_hw(sub) -> None:
@@ -43,7 +40,7 @@ def cmd_check_hw(args) -> int:
     from trpo_robot.hw.check import format_report, run_checks
     config, spec = _dxl_config(args)
     if not args.seconds > 0:
-        raise _usage_error(f'--seconds must be > 0, got {args.seconds}')
+        raise UsageError(f'--seconds must be > 0, got {args.seconds}')
     checks = run_checks(config, spec, read_only=args.read_only, seconds=args.seconds)
     print(format_report(config, checks))
     return 0 if all(c.ok for c in checks) else 1
@@ -57,7 +54,7 @@ def _dxl_config(args):
         config = load_config(args.config, port=args.port, baud=args.baud, ids=args.ids)
         spec = RobotSpec.from_urdf(urdf_path(config.urdf))
     except (ConfigError, FileNotFoundError) as e:
-        raise _usage_error(str(e)) from None
+        raise UsageError(str(e)) from None
     return config, spec
 
 
@@ -67,8 +64,8 @@ def _ros_check(args) -> int:
     except ModuleNotFoundError as e:
         if e.name not in (ROS_CHECK_MODULE, 'trpo_robot.ros', 'rclpy'):
             raise
-        raise _usage_error(f'check-hw --robot {args.robot} runs over ROS 2 '
-                           f'({ROS_CHECK_MODULE}), which is not available here: {e}') from None
+        raise UsageError(f'check-hw --robot {args.robot} runs over ROS 2 '
+                         f'({ROS_CHECK_MODULE}), which is not available here: {e}') from None
     return module.run(args)
 
 
@@ -88,15 +85,15 @@ def cmd_emulator(args) -> int:
     from trpo_robot.hw.emulator.faults import FaultError
     from trpo_robot.hw.emulator.server import run
     if not args.real_time_factor > 0:
-        raise _usage_error(f'--real-time-factor must be > 0, got {args.real_time_factor}')
+        raise UsageError(f'--real-time-factor must be > 0, got {args.real_time_factor}')
     if not all(0 <= i <= 252 for i in args.ids) or len(set(args.ids)) != len(args.ids):
-        raise _usage_error(f'--ids must be distinct numbers in 0..252, got {args.ids}')
+        raise UsageError(f'--ids must be distinct numbers in 0..252, got {args.ids}')
     try:
         return run(args)
     except FaultError as e:
-        raise _usage_error(str(e)) from None
+        raise UsageError(str(e)) from None
     except OSError as e:
-        raise _usage_error(f'cannot create the link {args.link}: {e}') from None
+        raise UsageError(f'cannot create the link {args.link}: {e}') from None
 
 
 REGISTRARS = [register_check_hw, register_emulator]

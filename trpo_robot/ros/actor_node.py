@@ -32,7 +32,7 @@ from trpo_robot.robot.spec import RobotSpec
 from trpo_robot.robot.teleop import joy_mapping
 from trpo_robot.ros import node_utils as U
 from trpo_robot.ros.acting import Actor, Outbox, PolicyInbox
-from trpo_robot.ros.backend import RosBackend, SimRosBackend
+from trpo_robot.ros.backend import guard_slack, RosBackend, SimRosBackend
 from trpo_robot.ros.params import ParamError, RobotParams, task_dims
 from trpo_robot.store import EpisodeStore
 
@@ -69,7 +69,8 @@ class ActorNode(Node):
                       freedrive_topic=p.freedrive_topic, stall_timeout=p.stall_timeout,
                       rate=p.real_time_factor if p.sim_clock else 1.0, follow=follow,
                       driver_topic=p.command_topic if p.require_guard else None,
-                      guard_timeout=p.effective_guard_timeout())
+                      guard_timeout=p.effective_guard_timeout(),
+                      guard_slack=guard_slack(p.realtime))
         if p.teleport:
             self.backend = SimRosBackend(self, spec.joint_names, p.driver_period,
                                          teleport_topic=p.teleport_topic, **common)

@@ -64,9 +64,19 @@ class GuardSilent(BackendFault):
 
 
 GUARD_SLACK = 0.05
-"""Wall s added to two guard timeouts of driver time before a silent guard counts as lost:
-the host's delays (a busy machine holds a relay for tens of ms). Too short, and a slow
-guard costs an aborted episode; too long, and a dead guard's last command runs on."""
+"""Wall s added to two guard timeouts of driver time before a silent guard counts as lost,
+for the host's delays when guard and actor run at SCHED_FIFO (a busy machine then holds a
+relay for tens of ms; the chaos soak saw 71 ms at equal priorities). Too short, and a slow
+guard costs an aborted episode and an operator's reset; too long, and a dead guard's last
+command runs on."""
+GUARD_SLACK_NORMAL = 0.5
+"""The same without SCHED_FIFO (``realtime: false``, or not permitted): a normal-priority
+process on a loaded 2-core machine is held for 100 ms and more (seen: a guard silent for
+92 ms at start-up, beside a learner importing torch, which cost a test its run)."""
+
+
+def guard_slack(realtime: bool) -> float:
+    return GUARD_SLACK if realtime else GUARD_SLACK_NORMAL
 
 
 class _Ring:
@@ -101,11 +111,13 @@ class RosBackend:
                  command_topic: str, stamped: bool = False, stall_timeout: float = 1.0,
                  freedrive_topic: str = 'freedrive_mode_controller/enable_freedrive_mode',
                  rate: float = 1.0, follow: FollowWatchdog | None = None,
-                 driver_topic: str | None = None, guard_timeout: float = 0.0):
+                 driver_topic: str | None = None, guard_timeout: float = 0.0,
+                 guard_slack: float = GUARD_SLACK):
         """``driver_topic`` (with ``stamped``): the driver's command topic behind the
         guard. The backend listens there for the guard's relays and, when the guard falls
-        silent for two ``guard_timeout`` of driver time (plus GUARD_SLACK) while commands
-        flow, publishes zero there itself and raises GuardSilent."""
+        silent for two ``guard_timeout`` of driver time (plus ``guard_slack`` of wall time,
+        see guard_slack()) while commands flow, publishes zero there itself and raises
+        GuardSilent."""
         self.node = node
         self.follow = follow
         """Checks every acting tick that the arm follows the command (None: no check)."""
@@ -147,7 +159,7 @@ class RosBackend:
         self._watch = None
         if stamped and driver_topic:
             self._watch = _GuardWatch(node, driver_topic, self._n,
-                                      2 * guard_timeout / self._rate + GUARD_SLACK)
+                                      2 * guard_timeout / self._rate + guard_slack)
 
     # -- Backend protocol ------------------------------------------------------------------
 

@@ -82,6 +82,7 @@ class NodeProcess:
                  namespace=None, remaps=None):
         self.node = node
         self.name = name or node
+        self.namespace = (namespace or '').strip('/')
         cmd = [sys.executable, '-m', f'trpo_robot.ros.{node}', '--ros-args']
         if name:
             cmd += ['-r', f'__node:={name}']
@@ -148,7 +149,8 @@ def stop_all(processes, timeout=10.0):
     codes = {}
     for proc in processes:
         if proc is not None:
-            codes[proc.name] = proc.stop(timeout)
+            key = f'{proc.namespace}/{proc.name}' if proc.namespace else proc.name
+            codes[key] = proc.stop(timeout)
     return codes
 
 

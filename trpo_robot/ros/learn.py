@@ -22,9 +22,11 @@ import sys
 import threading
 import time
 
+from trpo_robot.errors import UsageError, writable_folder
 from trpo_robot.paths import share_file
 from trpo_robot.ros import graph
 from trpo_robot.ros import params as P
+from trpo_robot.ros import plan
 
 DEFAULT_RTF = 8.0
 """Sim seconds per wall second for `trpo-robot learn`. The UR5's 8 ms driver period is then
@@ -32,13 +34,6 @@ DEFAULT_RTF = 8.0
 busy 2-core machine: nearly every command still lands in its own driver period, so the
 twin behaves as the arm would, and 100k steps of 40 ms take ~8.5 minutes. Faster would
 push commands into the following period, i.e. add latency the real arm does not have."""
-
-
-def UsageError(message):  # noqa: N802 - reads as the exception it returns
-    """The CLI's UsageError (one line on stderr, exit code 2), imported late: the CLI
-    module sits above this layer."""
-    from trpo_robot.cli import UsageError as CliUsageError
-    return CliUsageError(message)
 
 
 def add_parser(sub):
@@ -74,6 +69,9 @@ def add_parser(sub):
                    help='continue the run in DIR (an earlier --out): its checkpoint, policy '
                    'version, step count and episode sequence, learning first from the '
                    'episodes it recorded but had not consumed; --out defaults to DIR')
+    p.add_argument('--arms', type=_positive_int, default=1,
+                   help='a fleet: N arms (twins), each in its namespace arm1..armN with its '
+                   'own driver, guard, actor and seed, feeding ONE learner (default 1)')
     p.add_argument('--domain-id', type=int, default=None,
                    help='ROS_DOMAIN_ID (default: a free one, chosen at random)')
     p.set_defaults(func=cmd_learn)
@@ -136,7 +134,7 @@ def prepare(args):
     unknown = P.unknown_keys({**values, **lvalues}, P.RobotParams, P.LearnerParams)
     if unknown:
         print(f'warning: parameters nobody reads: {unknown}', file=sys.stderr)
-    out.mkdir(parents=True, exist_ok=True)
+    writable_folder(out, '--out')
     for stale in ('progress.csv', 'learning_curve.png') if not lp.resume else ():
         (out / stale).unlink(missing_ok=True)
     files = (P.write_param_file(out / 'params' / 'robot.yaml', P.to_ros(rp)),
@@ -173,31 +171,35 @@ DRIVER_WAIT = 10.0
 """s to wait for an external driver's joint_states (--no-sim) before giving up."""
 
 
-def check_external_driver(domain, rp, wait=DRIVER_WAIT):
-    """--no-sim: the driver's joint_states must flow and its command topic must have a
-    subscriber (the forward velocity controller active) before an actor is started."""
+def check_external_driver(domain, rp, namespaces=('',), wait=DRIVER_WAIT):
+    """--no-sim: each arm's driver must publish joint_states and its command topic must
+    have a subscriber (the forward velocity controller active) before an actor starts."""
     from sensor_msgs.msg import JointState
     from trpo_robot.ros import node_utils as U
     from trpo_robot.ros.monitor import Probe
-    states, commands = _absolute(rp.joint_states_topic), _absolute(rp.command_topic)
     probe = Probe(domain, name='trpo_learn_driver_check', keep=5)
     try:
-        probe.listen('state', JointState, states, U.QOS_STATE_SUB)
-        try:
-            graph.wait_for(lambda: probe.got('state') and
-                           probe.node.count_subscribers(commands) > 0, wait, 0.1)
-        except TimeoutError:
-            missing = (f'no joint_states on {states}' if not probe.got('state') else
-                       f'nobody subscribes to {commands} (is forward_velocity_controller '
-                       'active?)')
-            raise UsageError(f'--no-sim: no driver on ROS_DOMAIN_ID {domain} after '
-                             f'{wait:g} s: {missing}') from None
+        for ns in namespaces:
+            states = _absolute(rp.joint_states_topic, ns)
+            commands = _absolute(rp.command_topic, ns)
+            probe.listen(states, JointState, states, U.QOS_STATE_SUB)
+            try:
+                graph.wait_for(lambda: probe.got(states) and
+                               probe.node.count_subscribers(commands) > 0, wait, 0.1)
+            except TimeoutError:
+                missing = (f'no joint_states on {states}' if not probe.got(states) else
+                           f'nobody subscribes to {commands} (is '
+                           'forward_velocity_controller active?)')
+                raise UsageError(f'--no-sim: no driver on ROS_DOMAIN_ID {domain} after '
+                                 f'{wait:g} s: {missing}') from None
     finally:
         probe.close()
 
 
-def _absolute(topic):
-    return topic if topic.startswith('/') else '/' + topic
+def _absolute(topic, namespace=''):
+    if topic.startswith('/'):
+        return topic
+    return f'/{namespace}/{topic}' if namespace else '/' + topic
 
 
 # ---------------------------------------------------------------- the run
@@ -214,33 +216,41 @@ def cmd_learn(args):
     if domain is None:
         domain = graph.free_domain_id() if driver else _env_domain()
     env = graph.ros_env(domain)
-    run = Run(rp, lp, out, domain, driver or 'external driver', getattr(args, 'port', None))
+    specs = run_plan(args, rp, robot_yaml, learner_yaml, driver)
+    run = Run(rp, lp, out, domain, driver or 'external driver', getattr(args, 'port', None),
+              arms=[s.namespace for s in specs if s.role == 'actor'])
     print(f'learning {rp.task} on {run.arm()} (ROS_DOMAIN_ID {domain}, localhost only); '
           f'budget {rp.budget_steps} steps or success rate {rp.success_rate:g} over '
           f'{rp.success_window} episodes -> {out}')
     if driver is None:
-        check_external_driver(domain, rp)
+        check_external_driver(domain, rp, run.arms)
     procs = []
     try:
-        logs = out / 'logs'
-        if driver == 'twin_node':
-            procs.append(graph.NodeProcess('twin_node', [robot_yaml], env, logs))
-        elif driver:
-            extra = {'dxl_config': str(Path(args.dxl_config).resolve())} \
-                if args.dxl_config else {}
-            procs.append(graph.NodeProcess(driver, [robot_yaml], env, logs,
-                                           params={'port': args.port, **extra}))
-        procs.append(graph.NodeProcess('guard_node', [robot_yaml], env, logs))
-        procs.append(graph.NodeProcess('learner_node', [robot_yaml, learner_yaml], env, logs))
-        procs.append(graph.NodeProcess('actor_node', [robot_yaml], env, logs,
-                                       params={'use_sim_time': rp.sim_clock}))
+        for spec in specs:
+            logs = out / 'logs' / spec.namespace if spec.namespace else out / 'logs'
+            procs.append(graph.NodeProcess(
+                spec.executable, spec.param_files, env, logs, params=spec.params,
+                name=spec.name, namespace=spec.namespace, remaps=spec.remaps))
         return run.follow(procs)
     finally:
-        by_name = {p.name: p for p in procs}
-        codes = graph.stop_all([by_name.get('actor_node'), by_name.get('learner_node'),
-                                by_name.get('guard_node'), by_name.get(driver)],
-                               timeout=30.0)
+        codes = graph.stop_all(plan.stop_order(procs), timeout=30.0)
         run.finish(codes)
+
+
+def run_plan(args, rp, robot_yaml, learner_yaml, driver):
+    """This run's graph, from the one definition the launch file reads too (ros/plan.py).
+    The YAML written by prepare() already holds the run's overrides."""
+    extra = {}
+    if getattr(args, 'port', None):
+        extra['port'] = args.port
+        if args.dxl_config:
+            extra['dxl_config'] = str(Path(args.dxl_config).resolve())
+    try:
+        return plan.learning_graph(robot_yaml, learner_yaml, driver=driver,
+                                   arms=getattr(args, 'arms', 1) or 1,
+                                   use_sim_time=rp.sim_clock, driver_params=extra)
+    except plan.PlanError as e:
+        raise UsageError(str(e)) from None
 
 
 def _env_domain():
@@ -254,9 +264,10 @@ def _env_domain():
 class Run:
     """Follows the graph through its diagnostics and prints what a person wants to see."""
 
-    def __init__(self, rp, lp, out, domain, driver='twin_node', port=None):
+    def __init__(self, rp, lp, out, domain, driver='twin_node', port=None, arms=('',)):
         self.rp, self.lp, self.out, self.domain = rp, lp, out, domain
         self.driver, self.port = driver, port
+        self.arms = list(arms)  # namespaces; the first arm's timing is the one printed
         self.stop = threading.Event()
         self.interrupted = False
         self.t0 = time.monotonic()
@@ -265,14 +276,17 @@ class Run:
         self.failure = ''
 
     def follow(self, procs) -> int:
-        previous = signal.signal(signal.SIGINT, self._on_sigint)
+        # SIGTERM (a supervisor, `kill`, systemd) stops the run as Ctrl-C does: actor first.
+        previous = {sig: signal.signal(sig, self._on_stop)
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             from trpo_robot.ros.monitor import Probe
             self.monitor = Probe(self.domain, name='trpo_learn_monitor', keep=50)
-            for key in ('learner', 'actor'):
-                self.monitor.watch(key, f'/{key}_node/diagnostics')
-            if self.driver in ('twin_node', 'dxl_driver_node'):  # an external one: its own
-                self.monitor.watch('twin', f'/{self.driver}/diagnostics')
+            first = f'/{self.arms[0]}' if self.arms[0] else ''
+            self.monitor.watch('learner', '/learner_node/diagnostics')
+            self.monitor.watch('actor', f'{first}/actor_node/diagnostics')
+            if self.driver in plan.DRIVERS:  # an external driver publishes its own
+                self.monitor.watch('twin', f'{first}/{self.driver}/diagnostics')
             last_plot = time.monotonic()
             while not self.stop.wait(0.5):
                 dead = [p for p in procs if not p.alive()]
@@ -292,13 +306,15 @@ class Run:
                 if progress and progress.get('done'):
                     print(f'done: {progress["done"]}')
                     return 0
-            print('interrupted: stopping the arm, writing a checkpoint', flush=True)
+            print(f'interrupted ({self.interrupted}): stopping the arm, writing a checkpoint',
+                  flush=True)
             return 0
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
-    def _on_sigint(self, signum, frame):
-        self.interrupted = True
+    def _on_stop(self, signum, frame):
+        self.interrupted = signal.Signals(signum).name
         self.stop.set()
 
     def line(self, pr) -> str:
@@ -321,7 +337,9 @@ class Run:
 
     def arm(self):
         if self.driver == 'twin_node':
-            return f'the {self.rp.robot} twin at {self.rp.real_time_factor:g}x real time'
+            what = (f'{len(self.arms)} {self.rp.robot} twins ({", ".join(self.arms)})'
+                    if len(self.arms) > 1 else f'the {self.rp.robot} twin')
+            return f'{what} at {self.rp.real_time_factor:g}x real time'
         where = f' on {self.port}' if self.port else f' ({self.driver})'
         return f'the {self.rp.robot} arm{where}, real time'
 

@@ -12,6 +12,7 @@ import termios
 import time
 import tty
 
+from trpo_robot.errors import UsageError
 from trpo_robot.robot.keyboard import decode_keys, KeyboardJoy
 
 HELP = ('space: deadman on/off | up/down: jog | s: stop | left/right or 1-9: joint | '
@@ -29,7 +30,6 @@ def add_parser(sub):
 
 
 def cmd_teleop_keyboard(args):
-    from trpo_robot.cli import UsageError
     if not sys.stdin.isatty():
         raise UsageError('teleop-keyboard needs a terminal on stdin')
     if not (0.0 < args.rate <= 1000.0):
