@@ -34,10 +34,37 @@ def envs():
         env.close()
 
 
+def test_render_mode_rgb_array_draws_the_arm_moving():
+    env = gym.make('trpo_robot/UR5Reacher2D-v0', render_mode='rgb_array', width=160,
+                   height=120)
+    try:
+        env.reset(seed=0)
+        first = env.render()
+        assert first.shape == (120, 160, 3) and first.dtype == np.uint8
+        assert first.std() > 10, 'a blank frame'
+        for _ in range(15):
+            env.step(np.ones(env.action_space.shape, np.float32))
+        assert np.abs(env.render().astype(int) - first).mean() > 0.5, 'the arm did not move'
+    finally:
+        env.close()
+    plain = gym.make('trpo_robot/UR5Reacher2D-v0')
+    plain.reset(seed=0)
+    assert plain.render() is None  # no mode, no picture
+    plain.close()
+
+
+def test_a_render_mode_without_a_renderer_says_why():
+    from trpo_robot.robot.env import ArmEnv
+    with pytest.raises(ValueError, match="only 'rgb_array'"):
+        ArmEnv(None, None, None, render_mode='human')
+    with pytest.raises(ValueError, match='a real arm has no picture'):
+        ArmEnv(None, None, None, render_mode='rgb_array')
+
+
 @pytest.mark.parametrize('env_id', ENV_IDS)
 def test_passes_gymnasium_env_checker(env_id):
     env = gym.make(env_id).unwrapped
-    check_env(env, skip_render_check=True)
+    check_env(env)
 
 
 @pytest.mark.parametrize('env_id', ENV_IDS)

@@ -53,10 +53,19 @@ def default_shield_config(spec: RobotSpec, task: Task) -> ShieldConfig:
 
 
 class ArmEnv(gym.Env):
-    metadata = {'render_modes': []}
+    metadata = {'render_modes': ['rgb_array'], 'render_fps': 25}
 
     def __init__(self, backend: Backend, task: Task, spec: RobotSpec,
-                 shield_config: ShieldConfig | None = None):
+                 shield_config: ShieldConfig | None = None, render_mode: str | None = None,
+                 renderer=None):
+        """renderer: a function that draws the backend's current state as an RGB array; the
+        twin layer passes one (this layer imports no mujoco), a real arm has none."""
+        if render_mode not in (None, 'rgb_array'):
+            raise ValueError(f"render_mode {render_mode!r}: only 'rgb_array' (or None)")
+        if render_mode and renderer is None:
+            raise ValueError("render_mode 'rgb_array' needs a backend that can draw itself "
+                             '(the MuJoCo twin); a real arm has no picture to give')
+        self.render_mode, self._renderer = render_mode, renderer
         self.backend, self.task = backend, task
         if tuple(backend.joint_names) != tuple(spec.joint_names):
             raise ValueError(f'backend joints {backend.joint_names} differ from the URDF '
@@ -153,6 +162,11 @@ class ArmEnv(gym.Env):
         if state is None or state.stamp != self.backend.now():
             state = self.backend.read()
         return state
+
+    def render(self):
+        """The current frame, with the target marker where the episode put it (None unless
+        made with render_mode='rgb_array', as gymnasium has it)."""
+        return self._renderer() if self.render_mode == 'rgb_array' else None
 
     def close(self):
         try:

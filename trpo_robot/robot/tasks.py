@@ -52,9 +52,10 @@ class Task:
     """Weight of a bonus exp(-(d / precision_scale)^2) that sharpens the final approach."""
     precision_scale: float = 0.03
     workspace_margin: float = 0.05
-    """The end-effector box is the task's reachable box grown by this much, m."""
-    floor_clearance: float = 0.05
-    """Lowest allowed end-effector height above the robot base plane minus this, m."""
+    """The end-effector box is the task's reachable box grown by this much, m. Its lower
+    face is the floor the shield keeps (the UR5 tasks reach 12-13 cm below the base plane,
+    as an arm on a pedestal does); a cell with a higher table narrows joint_low/joint_high
+    rather than clipping the box, so that no target lies outside it."""
 
     @property
     def episode_steps(self):

@@ -16,14 +16,6 @@ def flat_params(module):
     return torch.cat([p.data.reshape(-1) for p in module.parameters()])
 
 
-def set_flat_params(module, flat):
-    offset = 0
-    for p in module.parameters():
-        n = p.numel()
-        p.data.copy_(flat[offset:offset + n].view_as(p))
-        offset += n
-
-
 def flat_grad(output, params, retain_graph=False):
     grads = torch.autograd.grad(output, params, retain_graph=retain_graph, allow_unused=True)
     return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1)

@@ -16,7 +16,7 @@ from safetensors.numpy import save as st_save
 from trpo_robot import auth
 
 from .batch import Segment
-from .networks import PolicySnapshot, RunningNorm
+from .networks import IdentityNorm, PolicySnapshot, RunningNorm
 
 SCHEMA_VERSION = '1'
 MAX_BLOB_BYTES = 16 * 1024 * 1024
@@ -143,7 +143,7 @@ def encode_policy(snapshot: PolicySnapshot, norm: RunningNorm, version: int, *, 
     meta = {'kind': POLICY_KIND, 'schema': SCHEMA_VERSION, 'policy_version': str(int(version)),
             'robot': robot, 'task': task, 'layers': str(len(snapshot.layers)),
             'norm_clip': repr(float(norm.clip)),
-            'normalize': 'false' if type(norm).__name__ == 'IdentityNorm' else 'true',
+            'normalize': 'false' if isinstance(norm, IdentityNorm) else 'true',
             'batch_steps': str(int(batch_steps)), 'epoch': str(int(epoch))}
     return st_save(tensors, metadata=meta)
 
