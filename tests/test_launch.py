@@ -254,6 +254,24 @@ def test_launch_refuses_a_value_outside_the_choices(launch_file, name, choices, 
 
 
 @needs_launch
+@pytest.mark.parametrize('args, said', [
+    (['arms:=0'], 'arms:=0: a number of arms, 1 or more'),
+    (['arms:=two'], 'arms:=two: a number of arms'),
+    (['arms:=2', 'robot:=dxl', 'use_sim:=false', 'port:=/dev/ttyUSB0'], 'one serial port'),
+])
+def test_a_graph_the_plan_cannot_build_stops_the_launch_and_says_why(args, said, tmp_path,
+                                                                     prefix, ros2):
+    launch = Launch(ros2, launch_env(tmp_path, prefix), tmp_path, 'learn.launch.py', args)
+    try:
+        code = launch.proc.wait(120)
+    finally:
+        launch.close()
+    text = launch.output()
+    assert code != 0 and said in text, text
+    assert 'process started' not in text, text
+
+
+@needs_launch
 def test_every_node_console_script_is_an_executable_of_the_package(prefix):
     """launch_ros finds executables in <prefix>/lib/trpo_robot; every *_node console
     script must be there (tools/ament_develop.py or colcon puts them there)."""
