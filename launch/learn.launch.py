@@ -67,6 +67,9 @@ def declare_arguments():
                               'store), checkpoint/ and progress.csv go there, as with '
                               '`trpo-robot learn --out`; empty: the folders the YAML names '
                               '(runs/learn/..., relative to the working directory).'),
+        DeclareLaunchArgument('only', default_value='',
+                              description='A lab with several hosts: start only this part '
+                              'of the graph here, learner or an arm (arm2); empty: all.'),
         DeclareLaunchArgument('real_time_factor', default_value='1.0',
                               description='Twin only: sim seconds per wall second (1 = as '
                               'the hardware would run); the actor keeps time at the same '
@@ -83,7 +86,7 @@ def _nodes(context):
     this launch's arguments."""
     arg = {name: LaunchConfiguration(name).perform(context)
            for name in ('robot', 'use_sim', 'task', 'config', 'learner_config', 'arms',
-                        'namespace', 'real_time_factor', 'reset_mode', 'port', 'out')}
+                        'namespace', 'only', 'real_time_factor', 'reset_mode', 'port', 'out')}
     sim = arg['use_sim'] == 'true'
     common = {}
     if sim:  # the actor extrapolates the twin's stamps at this rate (RosBackend.now)
@@ -108,7 +111,7 @@ def _nodes(context):
         learner=results, driver_params={'port': arg['port']} if arg['port'] else {})
     return [Node(package=PACKAGE, executable=s.executable, name=s.name, namespace=s.namespace,
                  parameters=[*s.param_files, s.params], remappings=list(s.remaps.items()),
-                 output='screen', emulate_tty=True) for s in specs]
+                 output='screen', emulate_tty=True) for s in plan.on_host(specs, arg['only'])]
 
 
 def _arms(text):

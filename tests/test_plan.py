@@ -74,6 +74,16 @@ def test_graphs_that_cannot_be_built_say_why(kwargs, words):
         plan.learning_graph(ROBOT_YAML, LEARNER_YAML, **kwargs)
 
 
+def test_each_host_of_a_lab_starts_its_part():
+    specs = plan.learning_graph(ROBOT_YAML, LEARNER_YAML, arms=2)
+    assert [s.fqn for s in plan.on_host(specs, 'learner')] == ['/learner_node']
+    assert {s.fqn for s in plan.on_host(specs, 'arm2')} == {
+        '/arm2/twin_node', '/arm2/command_guard', '/arm2/actor_node'}
+    assert plan.on_host(specs, '') == specs
+    with pytest.raises(plan.PlanError, match=r"only:=arm3: no such part; .*'arm1', 'arm2'"):
+        plan.on_host(specs, 'arm3')
+
+
 def test_an_external_driver_gets_guards_and_actors_but_no_driver_node():
     specs = plan.learning_graph(ROBOT_YAML, LEARNER_YAML, driver=None, arms=2,
                                 use_sim_time=False)

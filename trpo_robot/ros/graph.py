@@ -79,11 +79,13 @@ class NodeProcess:
     """One node executable as a child process with its log in a file."""
 
     def __init__(self, node, param_files, env, log_dir, *, params=None, name=None,
-                 namespace=None, remaps=None):
+                 namespace=None, remaps=None, wrapper=()):
+        """wrapper: argv that runs the node's command, e.g. ``ip netns exec host1`` (the
+        cross-host test runs each "host" in its own network namespace)."""
         self.node = node
         self.name = name or node
         self.namespace = (namespace or '').strip('/')
-        cmd = [sys.executable, '-m', f'trpo_robot.ros.{node}', '--ros-args']
+        cmd = [*wrapper, sys.executable, '-m', f'trpo_robot.ros.{node}', '--ros-args']
         if name:
             cmd += ['-r', f'__node:={name}']
         if namespace:  # rcl takes only an absolute namespace in a remap rule

@@ -121,6 +121,19 @@ def _base_seed(robot_yaml, *overrides) -> int:
     return int(seed)
 
 
+def on_host(specs, only: str) -> list:
+    """The part of a graph one host of a lab runs: '' all of it, 'learner' the learner,
+    an arm's namespace (arm2) that arm's driver, guard and actor."""
+    if not only:
+        return list(specs)
+    part = [s for s in specs if (s.role == 'learner') == (only == 'learner')
+            and (only == 'learner' or s.namespace == only.strip('/'))]
+    if not part:
+        arms = sorted({s.namespace for s in specs if s.role == 'actor'})
+        raise PlanError(f'only:={only}: no such part; the learner or one of {arms}')
+    return part
+
+
 STOP_RANK = {'actor': 0, 'learner': 1, 'guard': 2, 'driver': 3}
 
 
