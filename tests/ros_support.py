@@ -125,3 +125,18 @@ def call_trigger(g, service, node='/actor_node'):
     future = client.call_async(Trigger.Request())
     G.wait_for(future.done, 30, 0.01, f'{service} to answer')
     return future.result()
+
+
+def fleet_files(folder, **robot):
+    """Parameter files of the test fleets (tests/test_ros_fleet.py, test_ros_crosshost.py):
+    dxl twins at 2x without SCHED_FIFO, an update every 150 steps. Returns rp, lp and the
+    two files."""
+    folder = Path(folder)
+    values = P.node_parameters([CONFIG / 'dxl.yaml'], 'actor_node')
+    rp = P.build(P.RobotParams, {**values, 'realtime': False, 'real_time_factor': 2.0,
+                                 **robot})
+    lvalues = P.node_parameters([CONFIG / 'learner.yaml'], 'learner_node')
+    lp = P.build(P.LearnerParams, {**lvalues, 'checkpoint_dir': str(folder / 'checkpoint'),
+                                   'log_dir': str(folder), 'trpo.batch_steps': 150})
+    return (rp, lp, P.write_param_file(folder / 'robot.yaml', P.to_ros(rp)),
+            P.write_param_file(folder / 'learner.yaml', P.to_ros(lp)))

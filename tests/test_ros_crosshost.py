@@ -16,9 +16,9 @@ import subprocess
 import uuid
 
 import pytest
+from ros_support import fleet_files
 
 from trpo_robot.ros import graph as G
-from trpo_robot.ros import params as P
 from trpo_robot.ros import plan
 from trpo_robot.ros.params import task_dims
 from trpo_robot.store import EpisodeStore
@@ -26,7 +26,6 @@ from trpo_robot.trpo import checkpoint as ck
 from trpo_robot.trpo import wire
 
 pytestmark = pytest.mark.timeout(420)
-CONFIG = Path(__file__).resolve().parent.parent / 'config'
 HOSTS = ('learner', 'arm1', 'arm2')
 
 
@@ -97,16 +96,8 @@ class Fleet:
 
     def __init__(self, folder, lab):
         self.folder, self.lab = Path(folder), lab
-        values = P.node_parameters([CONFIG / 'dxl.yaml'], 'actor_node')
-        rp = P.build(P.RobotParams, {**values, 'realtime': False, 'real_time_factor': 2.0,
-                                     'episode_dir': str(self.folder / 'learner_episodes')})
-        lvalues = P.node_parameters([CONFIG / 'learner.yaml'], 'learner_node')
-        self.lp = P.build(P.LearnerParams, {
-            **lvalues, 'checkpoint_dir': str(self.folder / 'checkpoint'),
-            'log_dir': str(self.folder), 'trpo.batch_steps': 150})
-        self.rp = rp
-        robot_yaml = P.write_param_file(self.folder / 'robot.yaml', P.to_ros(rp))
-        learner_yaml = P.write_param_file(self.folder / 'learner.yaml', P.to_ros(self.lp))
+        self.rp, self.lp, robot_yaml, learner_yaml = fleet_files(
+            folder, episode_dir=str(self.folder / 'learner_episodes'))
         env = G.ros_env(G.free_domain_id())
         env.update(ROS_AUTOMATIC_DISCOVERY_RANGE='SUBNET', FASTDDS_BUILTIN_TRANSPORTS='UDPv4')
         self.procs = []
@@ -121,10 +112,9 @@ class Fleet:
 
     def start(self, spec, host, env):
         own = {'episode_dir': str(self.episode_dir(host))} if spec.namespace else {}
-        self.procs.append(G.NodeProcess(
-            spec.executable, spec.param_files, env, self.folder / 'logs' / host,
-            params={**spec.params, **own}, name=spec.name, namespace=spec.namespace,
-            remaps=spec.remaps, wrapper=self.lab.wrapper(host)))
+        self.procs.append(G.NodeProcess.from_spec(
+            spec, env, self.folder / 'logs' / host, params=own,
+            wrapper=self.lab.wrapper(host)))
 
     def episode_dir(self, host):
         return self.folder / host / 'episodes'

@@ -9,9 +9,9 @@ from pathlib import Path
 import signal
 
 import pytest
+from ros_support import fleet_files
 
 from trpo_robot.ros import graph as G
-from trpo_robot.ros import params as P
 from trpo_robot.ros import plan
 from trpo_robot.ros.params import task_dims
 from trpo_robot.store import EpisodeStore
@@ -19,7 +19,6 @@ from trpo_robot.trpo import checkpoint as ck
 from trpo_robot.trpo import wire
 
 pytestmark = pytest.mark.timeout(420)
-CONFIG = Path(__file__).resolve().parent.parent / 'config'
 ACTORS = ('/arm1/actor_node', '/arm2/actor_node')
 
 
@@ -28,16 +27,8 @@ class Fleet:
 
     def __init__(self, folder):
         self.folder = Path(folder)
-        values = P.node_parameters([CONFIG / 'dxl.yaml'], 'actor_node')
-        self.rp = P.build(P.RobotParams, {
-            **values, 'episode_dir': str(self.folder / 'episodes'), 'realtime': False,
-            'real_time_factor': 2.0})
-        lvalues = P.node_parameters([CONFIG / 'learner.yaml'], 'learner_node')
-        self.lp = P.build(P.LearnerParams, {
-            **lvalues, 'checkpoint_dir': str(self.folder / 'checkpoint'),
-            'log_dir': str(self.folder), 'trpo.batch_steps': 150})
-        robot_yaml = P.write_param_file(self.folder / 'robot.yaml', P.to_ros(self.rp))
-        learner_yaml = P.write_param_file(self.folder / 'learner.yaml', P.to_ros(self.lp))
+        self.rp, self.lp, robot_yaml, learner_yaml = fleet_files(
+            folder, episode_dir=str(self.folder / 'episodes'))
         self.specs = {s.fqn: s for s in plan.learning_graph(robot_yaml, learner_yaml, arms=2)}
         self.env = G.ros_env(G.free_domain_id())
         self.procs = {}
@@ -50,10 +41,8 @@ class Fleet:
 
     def start(self, fqn, **params):
         s = self.specs[fqn]
-        logs = self.folder / 'logs' / (s.namespace or '.')
-        self.procs[fqn] = G.NodeProcess(s.executable, s.param_files, self.env, logs,
-                                        params={**s.params, **params}, name=s.name,
-                                        namespace=s.namespace, remaps=s.remaps)
+        self.procs[fqn] = G.NodeProcess.from_spec(
+            s, self.env, self.folder / 'logs' / (s.namespace or '.'), params=params)
 
     def wait(self, predicate, timeout, what):
         try:

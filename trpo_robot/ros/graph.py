@@ -104,6 +104,13 @@ class NodeProcess:
                                      stdin=subprocess.DEVNULL, start_new_session=True,
                                      preexec_fn=_die_with_parent)
 
+    @classmethod
+    def from_spec(cls, spec, env, log_dir, *, params=None, wrapper=()):
+        """The process of a plan.NodeSpec; ``params`` override the spec's own."""
+        return cls(spec.executable, spec.param_files, env, log_dir,
+                   params={**spec.params, **(params or {})}, name=spec.name,
+                   namespace=spec.namespace, remaps=spec.remaps, wrapper=wrapper)
+
     @property
     def pid(self):
         return self.proc.pid

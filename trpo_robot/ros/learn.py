@@ -180,8 +180,8 @@ def check_external_driver(domain, rp, namespaces=('',), wait=DRIVER_WAIT):
     probe = Probe(domain, name='trpo_learn_driver_check', keep=5)
     try:
         for ns in namespaces:
-            states = _absolute(rp.joint_states_topic, ns)
-            commands = _absolute(rp.command_topic, ns)
+            states = plan.resolve(rp.joint_states_topic, ns)
+            commands = plan.resolve(rp.command_topic, ns)
             probe.listen(states, JointState, states, U.QOS_STATE_SUB)
             try:
                 graph.wait_for(lambda: probe.got(states) and
@@ -194,12 +194,6 @@ def check_external_driver(domain, rp, namespaces=('',), wait=DRIVER_WAIT):
                                  f'{wait:g} s: {missing}') from None
     finally:
         probe.close()
-
-
-def _absolute(topic, namespace=''):
-    if topic.startswith('/'):
-        return topic
-    return f'/{namespace}/{topic}' if namespace else '/' + topic
 
 
 # ---------------------------------------------------------------- the run
@@ -228,9 +222,7 @@ def cmd_learn(args):
     try:
         for spec in specs:
             logs = out / 'logs' / spec.namespace if spec.namespace else out / 'logs'
-            procs.append(graph.NodeProcess(
-                spec.executable, spec.param_files, env, logs, params=spec.params,
-                name=spec.name, namespace=spec.namespace, remaps=spec.remaps))
+            procs.append(graph.NodeProcess.from_spec(spec, env, logs))
         return run.follow(procs)
     finally:
         codes = graph.stop_all(plan.stop_order(procs), timeout=30.0)
@@ -269,7 +261,7 @@ class Run:
         self.driver, self.port = driver, port
         self.arms = list(arms)  # namespaces; the first arm's timing is the one printed
         self.stop = threading.Event()
-        self.interrupted = False
+        self.stopped_by = ''  # the signal's name, once one asks the run to stop
         self.t0 = time.monotonic()
         self.monitor = None
         self.last_version = -1
@@ -282,11 +274,11 @@ class Run:
         try:
             from trpo_robot.ros.monitor import Probe
             self.monitor = Probe(self.domain, name='trpo_learn_monitor', keep=50)
-            first = f'/{self.arms[0]}' if self.arms[0] else ''
+            first = self.arms[0]
             self.monitor.watch('learner', '/learner_node/diagnostics')
-            self.monitor.watch('actor', f'{first}/actor_node/diagnostics')
+            self.monitor.watch('actor', plan.resolve('actor_node/diagnostics', first))
             if self.driver in plan.DRIVERS:  # an external driver publishes its own
-                self.monitor.watch('twin', f'{first}/{self.driver}/diagnostics')
+                self.monitor.watch('twin', plan.resolve(f'{self.driver}/diagnostics', first))
             last_plot = time.monotonic()
             while not self.stop.wait(0.5):
                 dead = [p for p in procs if not p.alive()]
@@ -306,7 +298,7 @@ class Run:
                 if progress and progress.get('done'):
                     print(f'done: {progress["done"]}')
                     return 0
-            print(f'interrupted ({self.interrupted}): stopping the arm, writing a checkpoint',
+            print(f'interrupted ({self.stopped_by}): stopping the arm, writing a checkpoint',
                   flush=True)
             return 0
         finally:
@@ -314,7 +306,7 @@ class Run:
                 signal.signal(sig, handler)
 
     def _on_stop(self, signum, frame):
-        self.interrupted = signal.Signals(signum).name
+        self.stopped_by = signal.Signals(signum).name
         self.stop.set()
 
     def line(self, pr) -> str:

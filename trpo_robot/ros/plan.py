@@ -65,8 +65,15 @@ def arm_namespaces(arms: int, namespace: str = '') -> list:
     return [f'{ns or FLEET_PREFIX}{k}' for k in range(1, arms + 1)]
 
 
+def resolve(topic: str, namespace: str = '') -> str:
+    """A relative topic name as a node in ``namespace`` resolves it (absolute ones stay)."""
+    if topic.startswith('/'):
+        return topic
+    return f'/{namespace}/{topic}' if namespace else f'/{topic}'
+
+
 def episode_topic(namespace: str) -> str:
-    return f'/{namespace}/actor_node/episodes' if namespace else '/actor_node/episodes'
+    return resolve('actor_node/episodes', namespace)
 
 
 def learning_graph(robot_yaml, learner_yaml, *, driver='twin_node', arms=1, namespace='',
