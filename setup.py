@@ -45,6 +45,10 @@ setup(
         'safetensors>=0.4',
         'pyyaml>=6',
         'matplotlib>=3.7',
+        'pillow>=9.1',  # video frames: captions, GIFs (matplotlib needs it too)
+        'imageio>=2',  # `trpo-robot rollout --video x.mp4` (GIFs need only Pillow)
+        'imageio-ffmpeg>=0.4',
+        'tensorboard>=2.14',
         'pyserial>=3.5',
         'dynamixel-sdk>=3.7',
         'mcap>=1.1',

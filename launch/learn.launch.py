@@ -64,9 +64,18 @@ def declare_arguments():
                               'YAML.'),
         DeclareLaunchArgument('out', default_value='',
                               description='Results folder: episodes/ (the actor\'s episode '
-                              'store), checkpoint/ and progress.csv go there, as with '
+                              'store), checkpoint/, progress.csv and logs/ (the actor\'s '
+                              'timing.json) go there, as with '
                               '`trpo-robot learn --out`; empty: the folders the YAML names '
                               '(runs/learn/..., relative to the working directory).'),
+        DeclareLaunchArgument('policy', default_value='',
+                              description='use_sim:=false: the checkpoint the actors start '
+                              'from (it must pass `trpo-robot validate` for this robot '
+                              'YAML) and the learner resumes; docs/validation.md.'),
+        DeclareLaunchArgument('validation_override', default_value='false',
+                              choices=['true', 'false'],
+                              description='use_sim:=false: start without a passing validation '
+                              'record (logged at every start); for people who know why.'),
         DeclareLaunchArgument('only', default_value='',
                               description='A lab with several hosts: start only this part '
                               'of the graph here, learner or an arm (arm2); empty: all.'),
@@ -86,7 +95,8 @@ def _nodes(context):
     this launch's arguments."""
     arg = {name: LaunchConfiguration(name).perform(context)
            for name in ('robot', 'use_sim', 'task', 'config', 'learner_config', 'arms',
-                        'namespace', 'only', 'real_time_factor', 'reset_mode', 'port', 'out')}
+                        'namespace', 'only', 'real_time_factor', 'reset_mode', 'port', 'out',
+                        'policy', 'validation_override')}
     sim = arg['use_sim'] == 'true'
     common = {}
     if sim:  # the actor extrapolates the twin's stamps at this rate (RosBackend.now)
@@ -97,6 +107,7 @@ def _nodes(context):
     if arg['out']:
         out = os.path.abspath(arg['out'])
         common['episode_dir'] = os.path.join(out, 'episodes')
+        common['timing_dir'] = os.path.join(out, 'logs')
         results = {'checkpoint_dir': os.path.join(out, 'checkpoint'), 'log_dir': out}
     actor = {} if sim else {'teleport': False}  # a real arm cannot be teleported
     if arg['reset_mode']:
@@ -108,7 +119,9 @@ def _nodes(context):
         arg['config'] or _config(f'{arg["robot"]}.yaml').perform(context),
         arg['learner_config'], driver=driver, arms=_arms(arg['arms']),
         namespace=arg['namespace'], use_sim_time=sim, common=common, actor=actor,
-        learner=results, driver_params={'port': arg['port']} if arg['port'] else {})
+        learner=results, driver_params={'port': arg['port']} if arg['port'] else {},
+        policy=os.path.abspath(arg['policy']) if arg['policy'] else '',
+        validation_override=arg['validation_override'] == 'true')
     return [Node(package=PACKAGE, executable=s.executable, name=s.name, namespace=s.namespace,
                  parameters=[*s.param_files, s.params], remappings=list(s.remaps.items()),
                  output='screen', emulate_tty=True) for s in plan.on_host(specs, arg['only'])]

@@ -90,8 +90,8 @@ def test_resume_into_another_env_is_refused(trpo_robot_cmd, cli_env, tmp_path):
 
 
 def _weights(agent):
-    return [t.detach().clone() for t in (*agent.pi.state_dict().values(),
-                                          *agent.v.state_dict().values())]
+    tensors = (*agent.pi.state_dict().values(), *agent.v.state_dict().values())
+    return [t.detach().clone() for t in tensors]
 
 
 def test_the_seed_alone_decides_the_initial_weights_whatever_the_thread_count():
@@ -113,8 +113,8 @@ def test_the_seed_alone_decides_the_initial_weights_whatever_the_thread_count():
     assert all(torch.equal(a, b) for a, b in zip(*made))
 
 
-def test_the_cli_and_the_python_api_give_the_same_result_for_a_seed(trpo_robot_cmd, cli_env,
-                                                                     tmp_path):
+def test_the_cli_and_the_python_api_give_the_same_result_for_a_seed(
+        trpo_robot_cmd, cli_env, tmp_path):
     import gymnasium as gym
     import torch
     from trpo_robot.trpo.agent import Agent

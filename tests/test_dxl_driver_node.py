@@ -281,13 +281,15 @@ def test_learn_on_an_arm_refuses_what_a_real_arm_cannot_do(tmp_path, trpo_robot_
     out = str(tmp_path / 'run')
     for args, why in ((['--robot', 'ur5', '--port', '/dev/null'], '--port is for --robot dxl'),
                       (['--robot', 'dxl', '--port', '/dev/null', '--rtf', '8'], 'real time'),
-                      (['--robot', 'dxl', '--dxl-config', 'x.yaml'], 'goes with --port')):
+                      (['--robot', 'dxl', '--dxl-config', 'x.yaml'], 'goes with --port'),
+                      (['--robot', 'dxl', '--port', '/dev/null'], 'validated policy'),
+                      (['--robot', 'ur5', '--policy', out], 'is for a real arm')):
         result = _learn(trpo_robot_cmd, cli_env, *args, '--out', out)
         assert result.returncode == 2, result.stdout + result.stderr
         assert result.stderr.count('\n') == 1 and why in result.stderr, result.stderr
     domain = str(G.free_domain_id())  # nobody there: the actor must not be started
     result = _learn(trpo_robot_cmd, cli_env, '--robot', 'ur5e', '--no-sim', '--domain-id',
-                    domain, '--out', out)
+                    domain, '--out', out, '--validation-override')
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.strip() == (f'trpo-robot: error: --no-sim: no driver on '
                                      f'ROS_DOMAIN_ID {domain} after 10 s: no joint_states '
@@ -316,7 +318,7 @@ def test_learn_drives_the_emulated_arm_through_the_driver_node(tmp_path, trpo_ro
                         str(bus_config(tmp_path, retries=10, latency_timer_ms=50)),
                         '--config', str(robot_yaml), '--steps', '2400', '--seed', '0',
                         '--out', str(out), '--learner-config', str(learner_yaml),
-                        timeout=840)
+                        '--validation-override', timeout=840)
         torque = [emulator.peek(sid, 'torque_enable') for sid in IDS]
         gap = emulator.stats()['loop_gap_max']
     text = f'{result.stdout}{result.stderr}\nemulator held up for at most {gap:.3f} s'
@@ -333,3 +335,8 @@ def test_learn_drives_the_emulated_arm_through_the_driver_node(tmp_path, trpo_ro
     assert robot['teleport'] is False
     log = (out / 'logs' / 'dxl_driver_node.log').read_text()
     assert f'Dynamixel arm on {emulator.link}' in log
+    # A real arm learning from scratch has no validated policy: the gate was overridden,
+    # and the actor says so (test_ros_gate.py: the gate itself).
+    assert robot['require_validation'] is True and robot['validation_override'] is True
+    actor_log = (out / 'logs' / 'actor_node.log').read_text()
+    assert 'UNVALIDATED' in actor_log, actor_log

@@ -93,7 +93,7 @@ def test_an_external_driver_gets_guards_and_actors_but_no_driver_node():
 
 # ---------------------------------------------------------------- the two entry points, live
 
-PATH_PARAMS = ('episode_dir', 'checkpoint_dir', 'log_dir')
+PATH_PARAMS = ('episode_dir', 'checkpoint_dir', 'log_dir', 'timing_dir')
 
 
 def _value(msg):

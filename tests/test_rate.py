@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from trpo_robot.robot.rate import RateLoop, TimingStats
+from trpo_robot.robot.rate import LatenessHistogram, RateLoop, TimingStats
 
 
 class FakeTime:
@@ -165,3 +165,50 @@ def test_realtime_requests_fifo_for_the_calling_thread(monkeypatch):
 def test_invalid_arguments(kwargs):
     with pytest.raises(ValueError):
         RateLoop(realtime=False, **kwargs)
+
+
+# ---------------------------------------------------------------- lateness histogram
+
+def test_histogram_bins_are_log_spaced_from_10_us_to_1_s():
+    h = LatenessHistogram()
+    edges = h.edges()
+    assert len(edges) == h.bins + 1 == 51
+    assert edges[0] == pytest.approx(1e-5) and edges[-1] == pytest.approx(1.0)
+    assert np.allclose(np.diff(np.log10(edges)), 0.1)
+
+
+@pytest.mark.parametrize('lateness,where', [
+    (-1e-3, 'underflow'), (0.0, 'underflow'), (9.9e-6, 'underflow'),
+    (1.5e-5, 1), (3e-4, 14), (0.0099, 29), (0.0101, 30), (0.999, 49),
+    (1.0, 'overflow'), (30.0, 'overflow')])
+def test_each_lateness_lands_in_the_bin_whose_edges_hold_it(lateness, where):
+    h = LatenessHistogram()
+    h.add(lateness)
+    d = h.to_dict()
+    if isinstance(where, int):
+        assert d['counts'][where] == 1 and sum(d['counts']) == 1
+        assert d['edges_s'][where] <= lateness < d['edges_s'][where + 1]
+    else:
+        assert d[where] == 1 and sum(d['counts']) == 0
+    assert d['total'] == 1
+
+
+def test_histogram_counts_every_tick_and_forgets_them_on_reset():
+    h = LatenessHistogram()
+    samples = np.random.default_rng(0).lognormal(np.log(3e-4), 1.5, 5000)
+    for x in samples:
+        h.add(float(x))
+    d = h.to_dict()
+    assert d['total'] == d['underflow'] + sum(d['counts']) + d['overflow'] == 5000
+    expected, _ = np.histogram(samples, bins=d['edges_s'])
+    assert d['counts'] == expected.tolist()
+    assert d['overflow'] == int((samples >= 1.0).sum())
+    h.reset()
+    assert h.total == 0
+
+
+def test_histogram_refuses_bins_that_cannot_exist():
+    with pytest.raises(ValueError):
+        LatenessHistogram(low=1.0, high=1e-5)
+    with pytest.raises(ValueError):
+        LatenessHistogram(per_decade=0)

@@ -289,13 +289,14 @@ def test_the_learners_policy_says_its_batch():
 
 # ---------------------------------------------------------------- learner core
 
-def _core(tmp_path, **robot):
+def _core(tmp_path, learner=None, **robot):
     rp = build(RobotParams, {'robot': ROBOT, 'task': TASK, 'driver_period': 0.01,
                              'budget_steps': 200, 'success_window': 4, **robot})
     lp = build(LearnerParams, {'trpo.batch_steps': 100, 'trpo.policy_hidden': [16, 16],
                                'trpo.value_hidden': [16, 16], 'max_episode_bytes': 100_000,
                                'checkpoint_dir': str(tmp_path / 'ck'),
-                               'log_dir': str(tmp_path), 'checkpoint_every': 1})
+                               'log_dir': str(tmp_path), 'checkpoint_every': 1,
+                               **(learner or {})})
     return LearnerCore(lp, rp, log=lambda text: None, keyring=KEYRING)
 
 
@@ -333,6 +334,36 @@ def test_learner_core_updates_checkpoints_and_stops_at_the_budget(tmp_path, env)
     lines = (tmp_path / 'progress.csv').read_text().splitlines()
     assert len(lines) == 3 and lines[0].startswith('wall_s,steps,version')
     core.close()
+
+
+def test_learner_core_writes_its_scalars_once_per_update_from_what_the_actor_counted(
+        tmp_path, env):
+    """The shield's share is the actor's own count of changed steps, carried in each
+    episode's extra; the actor has no control loop here, so no control/* tags."""
+    from board_support import read_scalars
+    from trpo_robot.trpo import scalars as S
+    core = _core(tmp_path, learner={'tensorboard_dir': str(tmp_path / 'tb')})
+    actor, inbox, sent, _ = _actor(env)
+    inbox.offer(_policy(0))
+    for _ in range(4):
+        actor.episode(threading.Event())
+    episodes = [_decode(blob) for blob in sent]
+    changed = [info['extra']['intervention_steps'] for _, info in episodes]
+    assert sum(changed) == actor.stats.intervention_steps > 0
+    for batch in (sent[:2], sent[2:]):
+        for blob in batch:
+            assert core.offer(blob) == 'queued'
+        assert core.update() is not None
+    core.close()
+    got = read_scalars(tmp_path / 'tb')
+    assert set(got) == {S.RETURN, S.SUCCESS, S.KL, S.ACCEPTED, S.BACKTRACKS, S.UPDATE_TIME,
+                        S.INTERVENTIONS}
+    assert all([step for step, _ in points] == [100, 200] for points in got.values()), got
+    for k, half in enumerate((episodes[:2], episodes[2:])):
+        returns = [info['extra']['episode_return'] for _, info in half]
+        assert got[S.RETURN][k][1] == pytest.approx(np.mean(returns), rel=1e-6)
+        share = sum(changed[2 * k:2 * k + 2]) / sum(len(seg) for seg, _ in half)
+        assert got[S.INTERVENTIONS][k][1] == pytest.approx(share, rel=1e-6)
 
 
 def test_learner_core_stops_at_the_success_rate(tmp_path, env):

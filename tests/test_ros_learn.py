@@ -5,6 +5,8 @@ lost or used twice), never how fast: on a loaded machine a learner update takes 
 longer, and with it each update learns from a bigger batch. How well and how fast the
 twin learns is bench/twin_learning.py's and bench/ros_async_vs_sync.py's to measure.
 """
+import json
+import math
 from pathlib import Path
 import signal
 import subprocess
@@ -12,11 +14,12 @@ import threading
 
 import pytest
 
+from board_support import assert_drawn, read_scalars
 from trpo_robot.ros import graph as G
 from trpo_robot.ros import params as P
 from trpo_robot.ros.learn import read_progress
 from trpo_robot.store import EpisodeStore
-from trpo_robot.trpo import checkpoint, wire
+from trpo_robot.trpo import checkpoint, scalars as S, wire
 
 pytestmark = pytest.mark.timeout(1500)
 CONFIG = Path(__file__).resolve().parent.parent / 'config'
@@ -51,6 +54,7 @@ def test_the_graph_learns_the_dxl_reacher(tmp_path, trpo_robot_cmd, cli_env):
     cmd = trpo_robot_cmd + ['learn', '--robot', 'dxl', '--task', 'reacher', '--steps',
                             str(budget), '--rtf', '8', '--seed', '0', '--out', str(out),
                             '--config', str(_robot_yaml(tmp_path)),
+                            '--tensorboard', str(tmp_path / 'tb'),
                             '--learner-config', str(_learner_yaml(tmp_path, 1000))]
     result = subprocess.run(cmd, env=cli_env, capture_output=True, text=True,
                             timeout=RUN_TIMEOUT)
@@ -85,6 +89,31 @@ def test_the_graph_learns_the_dxl_reacher(tmp_path, trpo_robot_cmd, cli_env):
     assert versions == sorted(versions) and versions[-1] >= 1, versions
     assert (out / 'learning_curve.png').stat().st_size > 10_000
     assert (out / 'params' / 'robot.yaml').exists()
+    _pictures_of_the_run(tmp_path / 'tb', out, rows)
+
+
+def _pictures_of_the_run(tb, out, rows):
+    """--tensorboard: the learner's scalars once per update (progress.csv's rows), the
+    arm's timing once per diagnostics message with new steps; timing_histogram.png from
+    the actor's timing.json, which counts every answered tick once."""
+    learner = read_scalars(tb / 'learner')
+    assert set(learner) == {S.RETURN, S.SUCCESS, S.KL, S.ACCEPTED, S.BACKTRACKS,
+                            S.UPDATE_TIME, S.INTERVENTIONS}, sorted(learner)
+    for tag in (S.KL, S.ACCEPTED, S.BACKTRACKS, S.UPDATE_TIME):
+        assert [step for step, _ in learner[tag]] == [r['steps'] for r in rows], tag
+    assert [step for step, _ in learner[S.RETURN]] == \
+        [r['steps'] for r in rows if math.isfinite(r['mean_return'])]
+    arm = read_scalars(tb / 'actor')
+    assert set(arm) == {S.LATENESS_P99, S.OVERRUNS}, sorted(arm)
+    for points in (*learner.values(), *arm.values()):
+        assert points and all(math.isfinite(v) for _, v in points)
+    steps = [step for step, _ in arm[S.LATENESS_P99]]
+    assert steps == sorted(set(steps))
+    timing = json.loads((out / 'logs' / 'timing.json').read_text())
+    assert timing['total'] == timing['answered'] == \
+        timing['underflow'] + sum(timing['counts']) + timing['overflow']
+    assert 0 < timing['total'] <= timing['ticks'] - timing['overruns'], timing
+    assert_drawn(out / 'timing_histogram.png')
 
 
 def test_synchronous_runs_act_one_batch_per_version_and_wait_for_each_update(

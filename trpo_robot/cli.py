@@ -5,7 +5,9 @@ import json
 import sys
 from pathlib import Path
 
-from trpo_robot.errors import UsageError, writable_folder  # UsageError: also trpo_robot.cli's
+from trpo_robot.errors import (  # UsageError: also trpo_robot.cli's
+    tensorboard_folder, UsageError, writable_folder)
+from trpo_robot.twin import conditions as twin_conditions  # no MuJoCo: cheap to import
 
 
 def make_env(env_id, **kwargs):
@@ -37,13 +39,16 @@ def check_seed(seed):
 
 
 def cmd_train(args):
+    from trpo_robot.plots import plot_curve
     from trpo_robot.trpo.agent import Agent
     from trpo_robot.trpo.config import preset
     from trpo_robot.trpo.trainer import env_spaces, train
 
     check_seed(args.seed)
+    conditions = _twin_conditions(args)
     out = writable_folder(args.out, '--out')
-    env = make_env(args.env)
+    board = tensorboard_folder(args.tensorboard) if args.tensorboard else None
+    env = make_env(args.env, **conditions.backend_kwargs())
     spaces = env_spaces(env)
     if args.resume:
         agent, meta = _load_checkpoint(args.resume, spaces)
@@ -63,10 +68,26 @@ def cmd_train(args):
     print(f'training {args.env} for {args.steps} steps (seed {args.seed}, preset '
           f'{args.preset}) -> {out}')
     extra = {'env_id': args.env, 'seed': args.seed, 'preset': args.preset}
-    train(env, agent, args.steps, args.seed, out, extra=extra)
+    if conditions != twin_conditions.NOMINAL:
+        extra['twin'] = conditions.as_dict()
+    try:
+        train(env, agent, args.steps, args.seed, out, extra=extra, tensorboard=board)
+    finally:  # Ctrl-C too: the curve of what was learned so far
+        curve = plot_curve(out, f'{args.env}, preset {args.preset}, seed {args.seed}')
     print(f'done: {agent.total_steps} steps, policy version {agent.version}; checkpoint in '
-          f'{out / "checkpoint"}')
+          f'{out / "checkpoint"}; curve {curve or "none (no update finished)"}')
     return 0
+
+
+def _twin_conditions(args):
+    """--randomize, --latency, --noise: settings of the MuJoCo twin, so only the project's
+    arm envs (trpo_robot/...) take them; any other env has no twin to set."""
+    from trpo_robot.envs import ARM_ENVS
+    conditions = twin_conditions.from_arguments(args)
+    if conditions != twin_conditions.NOMINAL and args.env not in ARM_ENVS:
+        raise UsageError(f'{", ".join(twin_conditions.FLAGS)} set the MuJoCo twin of the '
+                         f'arm envs ({", ".join(ARM_ENVS)}); {args.env} has no twin')
+    return conditions
 
 
 def _load_checkpoint(folder, spaces=None):
@@ -120,10 +141,14 @@ def build_parser():
     p.add_argument('--steps', type=_positive_int, default=100_000,
                    help='total environment steps (a resumed run counts its earlier steps)')
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--out', default='runs/train', help='folder for checkpoint and progress')
+    p.add_argument('--out', default='runs/train', help='folder for checkpoint, progress.csv '
+                   'and learning_curve.png')
     p.add_argument('--preset', default='default', help='TRPO preset: default, pendulum, '
                    'mujoco, reacher')
     p.add_argument('--resume', metavar='DIR', help='continue from this checkpoint')
+    p.add_argument('--tensorboard', metavar='DIR', help='write TensorBoard scalars here, one '
+                   'point per update (README.md, "TensorBoard", lists them)')
+    twin_conditions.add_arguments(p)
     p.set_defaults(func=cmd_train)
     p = sub.add_parser('eval', help='evaluate a checkpoint with deterministic actions')
     p.add_argument('--checkpoint', required=True, help='checkpoint folder (or run folder)')

@@ -23,3 +23,13 @@ def writable_folder(text, option) -> Path:
     except OSError as e:
         raise UsageError(f'{option} {text}: cannot write there ({e.strerror or e})') from None
     return path
+
+
+def tensorboard_folder(text) -> Path:
+    """--tensorboard's folder, once the package that writes event files is importable: a
+    missing package fails now, not at the end of the first batch."""
+    import importlib.util
+    if importlib.util.find_spec('tensorboard') is None:
+        raise UsageError(f'--tensorboard {text}: the tensorboard package is not installed '
+                         "(pip install 'tensorboard>=2.14')")
+    return writable_folder(text, '--tensorboard')

@@ -104,11 +104,19 @@ class ArmEnv(gym.Env):
 
     def reset(self, *, seed=None, options=None):
         """Start an episode. options={'in_place': True} starts it where the arm is: the
-        actor's lifecycle (auto / teleop / freedrive reset) has already moved it."""
+        actor's lifecycle (auto / teleop / freedrive reset) has already moved it.
+
+        A simulated backend that randomizes draws a new arm for each episode (seeded by
+        ``seed``, or continuing the sequence of the last seed); info['twin'] says what was
+        drawn, so each episode's record holds the conditions it ran under. A real arm
+        has no such thing to say.
+        """
         super().reset(seed=seed)
         self.aborted = None
         if seed is not None and hasattr(self.backend, 'reseed_noise'):
             self.backend.reseed_noise(seed)
+        if hasattr(self.backend, 'redraw'):
+            self.backend.redraw(seed)
         if not (options or {}).get('in_place', False):
             self._move_to_start()
         self.shield.reset()
@@ -118,7 +126,10 @@ class ArmEnv(gym.Env):
         self._update_target()
         state = self._state = self.backend.read()
         ee = self._kin.position(np.asarray(state.position, float)).copy()
-        return self._observe(state, ee), {'target': self._target.copy()}
+        info = {'target': self._target.copy()}
+        if getattr(self.backend, 'drawn', None):
+            info['twin'] = self.backend.drawn
+        return self._observe(state, ee), info
 
     def step(self, action):
         t0 = time.perf_counter()

@@ -151,3 +151,49 @@ class RateLoop:
             return TimingStats(0, self._overruns, 0.0, 0.0, 0.0)
         p50, p99 = np.percentile(filled, [50.0, 99.0])
         return TimingStats(self._ticks, self._overruns, float(p50), float(p99), self._max)
+
+
+class LatenessHistogram:
+    """Lateness counts in fixed log-spaced bins, for a picture of the whole run.
+
+    Percentiles over a ring forget all but the last ticks; these counts keep every tick
+    since the last reset at O(1) and no allocation per tick, so a control loop can add to
+    them at any rate. Bins run from ``low`` to ``high`` seconds, ``per_decade`` to a factor
+    of ten; anything below ``low`` (or negative) counts as underflow, anything from ``high``
+    up as overflow.
+    """
+
+    def __init__(self, low=1e-5, high=1.0, per_decade=10):
+        decades = math.log10(high / low)
+        if not (low > 0 and decades > 0 and per_decade >= 1):
+            raise ValueError(f'need 0 < low < high and per_decade >= 1, got {low}, {high}, '
+                             f'{per_decade}')
+        self.low, self.high, self.per_decade = float(low), float(high), int(per_decade)
+        self.bins = int(round(decades * self.per_decade))
+        self.reset()
+
+    def reset(self):
+        self._counts = [0] * (self.bins + 2)  # [underflow, bins..., overflow]
+
+    def add(self, lateness):
+        if lateness < self.low:
+            index = 0
+        elif lateness >= self.high:
+            index = self.bins + 1
+        else:  # min(): rounding in log10 just under `high`
+            index = min(self.bins, 1 + int(math.log10(lateness / self.low) * self.per_decade))
+        self._counts[index] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self._counts)
+
+    def edges(self) -> list:
+        """The bins + 1 bin edges, seconds."""
+        return [self.low * 10 ** (k / self.per_decade) for k in range(self.bins + 1)]
+
+    def to_dict(self) -> dict:
+        """Plain JSON: edges (s), counts per bin, underflow, overflow, total."""
+        return {'edges_s': self.edges(), 'counts': self._counts[1:-1],
+                'underflow': self._counts[0], 'overflow': self._counts[-1],
+                'total': self.total}

@@ -76,8 +76,12 @@ class PolicyInbox:
         self.max_bytes = int(max_bytes)
         self._latest = None
         self.received = self.accepted = self.rejected = self.repeats = 0
-        self.unauthenticated = self.replays = 0
-        """Parts of ``rejected``: bad or missing signature; an older signed policy."""
+        self.unauthenticated = self.replays = self.untrusted = 0
+        """Parts of ``rejected``: bad or missing signature; an older signed policy; a
+        version the hardware trust check refused."""
+        self.trust = None
+        """A validation.trust.TrustCheck on hardware: each new version is judged against the
+        running one before it may act (None on the twin)."""
         self.reasons = Counter()
         self._log = log or (lambda text: None)
 
@@ -119,6 +123,10 @@ class PolicyInbox:
                 self.repeats += 1
                 return 'repeat'
             return self._replay(current, epoch, version)
+        refusal = self.trust.reason_to_refuse(current, snapshot, norm, info) \
+            if self.trust is not None else None
+        if refusal:
+            return self._untrusted(version, refusal)
         if current is not None and epoch != current.epoch:
             self._log(f'a new learner (started {_stamp(epoch)}): taking its version '
                       f'{version} after version {current.version}')
@@ -126,6 +134,14 @@ class PolicyInbox:
                                     graph_time, info['batch_steps'], epoch)
         self.accepted += 1
         return 'accepted'
+
+    def _untrusted(self, version, refusal):
+        self.rejected += 1
+        self.untrusted += 1
+        self.reasons[f'untrusted: {refusal}'[:120]] += 1
+        self._log(f'refused policy version {version} on hardware: {refusal} '
+                  f'[{self.untrusted} refused so far]')
+        return f'untrusted: {refusal}'
 
     def _replay(self, current, epoch, version):
         self.rejected += 1
@@ -269,7 +285,15 @@ class Actor:
         self._held_before_episode = 0.0
         self.outbox = None
         """An Outbox: record and publish off the control thread (see Outbox)."""
+        self.twin_heard = None
+        """What the twin said it drew (its latched ~/conditions, set by the node); None
+        on a real arm, which says nothing of the kind."""
+        self._twin = None
+        """The conditions of the episode being acted, for its extra as twin."""
         self.stats = ActorStats()
+        self._segment_interventions = 0
+        """Steps of the segment being acted whose command the shield changed: its extra
+        carries them, so the learner can tell how often the shield stepped in per batch."""
         self.backend = env.unwrapped.backend if hasattr(env, 'unwrapped') else env.backend
         self._low = env.action_space.low.astype(np.float64)
         self._high = env.action_space.high.astype(np.float64)
@@ -404,9 +428,11 @@ class Actor:
         self.stats.phase = 'resetting'
         if self.lifecycle is not None:  # the lifecycle has put the arm at its start pose
             seed, self._seed = self._seed, None
-            raw, _ = env.reset(seed=seed, options={'in_place': True})
+            raw, info = env.reset(seed=seed, options={'in_place': True})
         else:
-            raw = self._reset(env)
+            raw, info = self._reset(env)
+        # An in-process twin says what it drew for this episode; in the graph, the twin's.
+        self._twin = info.get('twin', self.twin_heard)
         if hasattr(self.backend, 'resync'):
             self.backend.resync()
         self.stats.phase = 'acting'
@@ -459,6 +485,8 @@ class Actor:
                 self._report_swap(pending_event, overruns)
                 pending_event = None
             recorder.add(obs, raw, act, reward, logp)
+            if self.inbox.trust is not None:
+                self.inbox.trust.window.add(raw)
             ret += reward
             self._count(info)
             raw = next_raw
@@ -488,13 +516,12 @@ class Actor:
     def _reset(self, env):
         seed, self._seed = self._seed, None  # seed the first episode only
         try:
-            raw, _ = env.reset(seed=seed)
+            return env.reset(seed=seed)
         except TeleportUnavailable as e:
             self.stats.teleport_fallbacks += 1
             self._log(f'{e}: resetting by driving the arm from now on')
             env.drive_resets = True
-            raw, _ = env.reset()
-        return raw
+            return env.reset()
 
     def _swap(self, step_in_episode):
         """Take the newest policy if there is one: a single reference read and write."""
@@ -523,12 +550,16 @@ class Actor:
         extra = {'final_distance': float(info.get('distance', math.nan)),
                  'success': bool(info.get('is_success', False)), 'partial': partial,
                  'reset_seconds': self._reset_seconds(),
-                 'held_seconds': self._held_before_episode}
+                 'held_seconds': self._held_before_episode,
+                 'intervention_steps': self._segment_interventions}
         self._held_before_episode = 0.0
+        self._segment_interventions = 0
         if abort_reason:
             extra['abort_reason'] = abort_reason
         if episode_return is not None:
             extra['episode_return'] = float(episode_return)
+        if self._twin is not None:
+            extra['twin'] = self._twin
         if not math.isfinite(extra['final_distance']):
             extra['final_distance'] = -1.0
         blob = wire.encode_episode(segment, robot=self.robot, task=self.task,
@@ -586,6 +617,7 @@ class Actor:
         names = info.get('intervention_names', ())
         if names:
             self.stats.intervention_steps += 1
+            self._segment_interventions += 1
             self.stats.interventions.update(names)
 
     def _safe_stop(self):

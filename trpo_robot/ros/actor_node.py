@@ -11,6 +11,8 @@ driver would hold the last one forever. Every acting tick checks that the arm fo
 command (a protective stop, a stopped program or an inactive controller leave joint_states
 flowing); an arm that does not is held and its episode aborted as arm_not_following.
 """
+import json
+from pathlib import Path
 import threading
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -23,6 +25,7 @@ from std_msgs.msg import Bool, Float64, Float64MultiArray, String, UInt8MultiArr
 from std_srvs.srv import Trigger
 
 from trpo_robot import auth
+from trpo_robot.atomic import atomic_write
 from trpo_robot.paths import urdf_path
 from trpo_robot.robot.env import ArmEnv
 from trpo_robot.robot.follow import FollowWatchdog
@@ -35,6 +38,9 @@ from trpo_robot.ros.acting import Actor, Outbox, PolicyInbox
 from trpo_robot.ros.backend import guard_slack, RosBackend, SimRosBackend
 from trpo_robot.ros.params import ParamError, RobotParams, task_dims
 from trpo_robot.store import EpisodeStore
+from trpo_robot.validation.gate import starting_policy
+from trpo_robot.validation.record import GateError
+from trpo_robot.validation.trust import TrustCheck, TrustLimits
 
 LOG_EVERY = 5.0
 QOS_JOY = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -86,6 +92,8 @@ class ActorNode(Node):
                                  robot=p.robot, task=self.task.name,
                                  max_bytes=p.max_policy_bytes,
                                  log=lambda text: self._warn('policy', text))
+        if p.require_validation:
+            self._gate(obs_dim, act_dim)
         # The node's name is the actor's identity: stable across restarts, so the episode
         # store (one folder per actor) continues its sequence and a resumed learner knows
         # which episodes it consumed.
@@ -126,6 +134,8 @@ class ActorNode(Node):
         self.create_subscription(Bool, p.program_running_topic, self._on_program, QOS_LATCHED)
         self.create_subscription(Float64, p.speed_scaling_topic, self._on_speed_scaling,
                                  U.QOS_COMMAND)
+        self.create_subscription(String, p.twin_conditions_topic, self._on_twin_conditions,
+                                 QOS_LATCHED)
         self._publish_state()
         self.thread = U.Worker('control', self._control, self.get_logger())
         self.get_logger().info(
@@ -148,6 +158,17 @@ class ActorNode(Node):
 
     # -- node lifecycle (run_node) -------------------------------------------------------
 
+    def _gate(self, obs_dim, act_dim):
+        """A real arm: a validated starting policy, and a trust check on every new one."""
+        self.inbox.trust = TrustCheck(obs_dim, TrustLimits(kl_slack=self.p.trust_kl_slack))
+        logger = self.get_logger()
+        blob = starting_policy(self.p, obs_dim, act_dim, self.inbox.keyring, logger.info,
+                               logger.warning)
+        if blob:
+            status = self.inbox.offer(blob)
+            if status != 'accepted':
+                raise GateError(f'policy_checkpoint {self.p.policy_checkpoint}: {status}')
+
     def start(self):
         self.thread.start()
 
@@ -160,10 +181,24 @@ class ActorNode(Node):
         self.actor.outbox.close()  # every finished episode recorded (and sent) before exit
         for _ in range(3):  # reliable depth 1; repeated so a late joiner hears it too
             self.backend.stop()
+        self._write_timing()
         s = self.actor.stats
         self.get_logger().info(f'actor stopped the arm: {s.episodes} episodes, {s.steps} '
                                f'steps, {s.swaps} policy swaps, {s.aborted} aborted')
         return 0
+
+    def _write_timing(self):
+        """Every answered tick's lateness, once the control thread is done with them: the
+        diagnostics carry percentiles of the last ticks only (trpo-robot learn draws
+        timing_histogram.png from this file)."""
+        if not self.p.timing_dir:
+            return
+        path = Path(self.p.timing_dir) / self.get_namespace().strip('/') / 'timing.json'
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, json.dumps(self.backend.timing_record()).encode())
+        except OSError as e:
+            self.get_logger().warning(f'could not write {path}: {e}')
 
     # -- control thread ------------------------------------------------------------------
 
@@ -228,6 +263,20 @@ class ActorNode(Node):
         if self.backend.follow is not None and 0.0 <= value <= 100.0:
             self.backend.follow.speed_scaling = value / 100.0
 
+    def _on_twin_conditions(self, msg):
+        """The twin's draw, recorded with every episode from the next one on; anything
+        but a JSON object is logged and ignored (it would poison every record)."""
+        try:
+            conditions = json.loads(msg.data)
+        except ValueError:
+            conditions = None
+        if not isinstance(conditions, dict):
+            self._warn('twin_conditions', f'ignored twin conditions that are not a JSON '
+                       f'object: {msg.data[:80]!r}')
+            return
+        self.actor.twin_heard = conditions
+        self.get_logger().info(f'twin conditions heard: {msg.data}')
+
     def _trigger(self, call):
         """A std_srvs/Trigger handler around one lifecycle request (executor thread; the
         lifecycle takes its own lock and never blocks on the control thread)."""
@@ -291,6 +340,7 @@ class ActorNode(Node):
             swaps=s.swaps, received=self.inbox.received, accepted=self.inbox.accepted,
             rejected=self.inbox.rejected, repeats=self.inbox.repeats,
             unauthenticated=self.inbox.unauthenticated, replays=self.inbox.replays,
+            untrusted=self.inbox.untrusted, gated=self.inbox.trust is not None,
             last_reject=next(iter(self.inbox.reasons.most_common(1)), ('', 0))[0],
             last_swap_latency_ms=(swap.first_action - swap.received) * 1e3 if swap else -1.0,
             last_swap_missed_ticks=swap.missed_ticks if swap else 0)

@@ -5,15 +5,17 @@ file uses (with this run's overrides written next to the results), on a free ROS
 with localhost-only discovery; follows their diagnostics to print progress; stops when the
 learner reports the run done (success rate or step budget) or on Ctrl-C, in the order that
 keeps the arm safe and the learning kept: actor (stops the arm), learner (writes its
-checkpoint), command guard, twin. Writes the checkpoint, progress.csv and
-learning_curve.png into --out.
+checkpoint), command guard, twin. Writes the checkpoint, progress.csv,
+learning_curve.png and timing_histogram.png (from the actors' logs/**/timing.json) into
+--out; with --tensorboard DIR, TensorBoard scalars: the learner's in DIR/learner (written
+by the learner node), each arm's control timing in DIR/actor (DIR/arm1.. for a fleet).
 
 On an arm: ``--robot dxl --port PATH`` starts dxl_driver_node on that serial device in
 place of the twin; ``--no-sim`` starts no driver and checks that one (the UR driver) is
 already publishing before the actor starts. Both run in real time on the system clock,
 with the command guard between the actor and the driver.
 """
-import csv
+import json
 import math
 import os
 from pathlib import Path
@@ -22,11 +24,14 @@ import sys
 import threading
 import time
 
-from trpo_robot.errors import UsageError, writable_folder
+from trpo_robot.errors import tensorboard_folder, UsageError, writable_folder
 from trpo_robot.paths import share_file
+from trpo_robot.plots import plot_curve, plot_timing
+from trpo_robot.plots import read_progress  # noqa: F401 - tests and benchmarks import it here
 from trpo_robot.ros import graph
 from trpo_robot.ros import params as P
 from trpo_robot.ros import plan
+from trpo_robot.twin import conditions as twin_conditions
 
 DEFAULT_RTF = 8.0
 """Sim seconds per wall second for `trpo-robot learn`. The UR5's 8 ms driver period is then
@@ -72,8 +77,17 @@ def add_parser(sub):
     p.add_argument('--arms', type=_positive_int, default=1,
                    help='a fleet: N arms (twins), each in its namespace arm1..armN with its '
                    'own driver, guard, actor and seed, feeding ONE learner (default 1)')
+    p.add_argument('--policy', default=None, metavar='DIR',
+                   help='on a real arm (--port, --no-sim): the validated checkpoint the actor '
+                   'starts from and the learner resumes (`trpo-robot validate` first)')
+    p.add_argument('--validation-override', action='store_true',
+                   help='on a real arm: start without a passing validation record (logged)')
     p.add_argument('--domain-id', type=int, default=None,
                    help='ROS_DOMAIN_ID (default: a free one, chosen at random)')
+    p.add_argument('--tensorboard', default=None, metavar='DIR',
+                   help='write TensorBoard scalars: the learner\'s per update in DIR/learner, '
+                   'each arm\'s control timing in DIR/actor (DIR/arm1.. for a fleet)')
+    twin_conditions.add_arguments(p)
     p.set_defaults(func=cmd_learn)
 
 
@@ -106,6 +120,7 @@ def prepare(args):
         if args.task:
             values['task'] = args.task
         _real_arm(args, values)
+        _twin_flags(args, values)
         if args.seed is not None:
             values['seed'] = args.seed
         if args.steps:
@@ -115,10 +130,14 @@ def prepare(args):
         resume = getattr(args, 'resume', None)
         out = Path(args.out or resume or f'runs/learn_{P.build(P.RobotParams, values).task}')
         values['episode_dir'] = str((out / 'episodes').resolve())
+        values['timing_dir'] = str((out / 'logs').resolve())
         rp = P.build(P.RobotParams, values)
         lvalues = P.node_parameters([learner_file], 'learner_node')
         lvalues['checkpoint_dir'] = str((out / 'checkpoint').resolve())
         lvalues['log_dir'] = str(out.resolve())
+        if getattr(args, 'tensorboard', None):
+            board = tensorboard_folder(args.tensorboard) / 'learner'
+            lvalues['tensorboard_dir'] = str(board.resolve())
         if resume:
             previous = Path(resume) / 'checkpoint'
             if not (previous / 'meta.json').is_file():
@@ -137,6 +156,8 @@ def prepare(args):
     writable_folder(out, '--out')
     for stale in ('progress.csv', 'learning_curve.png') if not lp.resume else ():
         (out / stale).unlink(missing_ok=True)
+    for stale in [out / 'timing_histogram.png', *(out / 'logs').glob('**/timing.json')]:
+        stale.unlink(missing_ok=True)  # a resumed run's actors start their timing afresh
     files = (P.write_param_file(out / 'params' / 'robot.yaml', P.to_ros(rp)),
              P.write_param_file(out / 'params' / 'learner.yaml', P.to_ros(lp)))
     return rp, lp, out, files
@@ -157,7 +178,27 @@ def _real_arm(args, values):
         return
     if args.rtf not in (None, 1.0):
         raise P.ParamError(f'--rtf {args.rtf:g}: a real arm runs in real time')
+    if not (getattr(args, 'policy', None) or getattr(args, 'validation_override', False)):
+        raise P.ParamError('a real arm starts only from a validated policy: train on the '
+                           'twin, `trpo-robot validate --checkpoint DIR`, then --policy DIR '
+                           '(or --validation-override, logged)')
     values.update(real_time_factor=1.0, sim_clock=False, teleport=False)
+
+
+def _twin_flags(args, values):
+    """--randomize, --latency, --noise onto the twin_* keys every node reads (twin_node
+    acts on them): --randomize turns on the file's ranges, the others replace its values.
+    A real arm has no twin to set (the Dynamixel emulator takes the same flags itself)."""
+    if twin_conditions.from_arguments(args) == twin_conditions.NOMINAL:
+        return
+    if getattr(args, 'port', None) or getattr(args, 'no_sim', False):
+        raise P.ParamError(f'{", ".join(twin_conditions.FLAGS)} set the twin; with --port '
+                           'or --no-sim there is none (an emulated Dynamixel chain takes '
+                           'them: trpo-robot dxl-emulator --randomize ...)')
+    if getattr(args, 'randomize', False):
+        values['twin_randomize'] = True
+    base = P.build(P.RobotParams, values).twin_conditions()
+    values.update(P.twin_values(twin_conditions.from_arguments(args, base)))
 
 
 def driver_node(args):
@@ -212,7 +253,8 @@ def cmd_learn(args):
     env = graph.ros_env(domain)
     specs = run_plan(args, rp, robot_yaml, learner_yaml, driver)
     run = Run(rp, lp, out, domain, driver or 'external driver', getattr(args, 'port', None),
-              arms=[s.namespace for s in specs if s.role == 'actor'])
+              arms=[s.namespace for s in specs if s.role == 'actor'],
+              tensorboard=getattr(args, 'tensorboard', None))
     print(f'learning {rp.task} on {run.arm()} (ROS_DOMAIN_ID {domain}, localhost only); '
           f'budget {rp.budget_steps} steps or success rate {rp.success_rate:g} over '
           f'{rp.success_window} episodes -> {out}')
@@ -240,9 +282,24 @@ def run_plan(args, rp, robot_yaml, learner_yaml, driver):
     try:
         return plan.learning_graph(robot_yaml, learner_yaml, driver=driver,
                                    arms=getattr(args, 'arms', 1) or 1,
-                                   use_sim_time=rp.sim_clock, driver_params=extra)
+                                   use_sim_time=rp.sim_clock, driver_params=extra,
+                                   policy=_policy_folder(args),
+                                   validation_override=getattr(args, 'validation_override',
+                                                               False))
     except plan.PlanError as e:
         raise UsageError(str(e)) from None
+
+
+def _policy_folder(args) -> str:
+    policy = getattr(args, 'policy', None)
+    if not policy:
+        return ''
+    if not (getattr(args, 'port', None) or getattr(args, 'no_sim', False)):
+        raise UsageError('--policy is for a real arm (--port, --no-sim); on the twin, '
+                         '--resume continues a run')
+    if not Path(policy).is_dir():
+        raise UsageError(f'--policy {policy}: no such folder')
+    return str(Path(policy).resolve())
 
 
 def _env_domain():
@@ -256,8 +313,11 @@ def _env_domain():
 class Run:
     """Follows the graph through its diagnostics and prints what a person wants to see."""
 
-    def __init__(self, rp, lp, out, domain, driver='twin_node', port=None, arms=('',)):
+    def __init__(self, rp, lp, out, domain, driver='twin_node', port=None, arms=('',),
+                 tensorboard=None):
         self.rp, self.lp, self.out, self.domain = rp, lp, out, domain
+        self.tensorboard = tensorboard
+        self.arm_scalars = None
         self.driver, self.port = driver, port
         self.arms = list(arms)  # namespaces; the first arm's timing is the one printed
         self.stop = threading.Event()
@@ -279,6 +339,8 @@ class Run:
             self.monitor.watch('actor', plan.resolve('actor_node/diagnostics', first))
             if self.driver in plan.DRIVERS:  # an external driver publishes its own
                 self.monitor.watch('twin', plan.resolve(f'{self.driver}/diagnostics', first))
+            if self.tensorboard:
+                self.arm_scalars = ArmScalars(self.monitor, self.tensorboard, self.arms)
             last_plot = time.monotonic()
             while not self.stop.wait(0.5):
                 dead = [p for p in procs if not p.alive()]
@@ -288,6 +350,8 @@ class Run:
                     for p in dead:
                         print(f'--- last lines of {p.log_path}:\n{p.tail()}', file=sys.stderr)
                     return 1
+                if self.arm_scalars:
+                    self.arm_scalars.poll()
                 progress = self.monitor.diag('learner', 'progress')
                 if progress and int(progress.get('version', -1)) != self.last_version:
                     self.last_version = int(progress['version'])
@@ -340,16 +404,63 @@ class Run:
         return f'{self.rp.task} on {self.arm()}{mode}'
 
     def finish(self, codes):
+        if self.arm_scalars is not None:
+            self.arm_scalars.close()
         if self.monitor is not None:
             self.monitor.close()
         curve = plot_curve(self.out, self.title())
+        timing = plot_timing(self.out, self.timing_records(), f'control timing: {self.title()}')
         checkpoint = Path(self.lp.checkpoint_dir)
         print(f'nodes stopped ({", ".join(f"{k} {v}" for k, v in codes.items())}); '
               f'checkpoint {checkpoint if (checkpoint / "meta.json").exists() else "MISSING"}; '
-              f'curve {curve or "none (no update finished)"}; logs {self.out / "logs"}')
+              f'curve {curve or "none (no update finished)"}; timing histogram '
+              f'{timing or "none (no actor wrote its timing.json)"}; logs {self.out / "logs"}')
         print(episode_counts(self.rp.episode_dir, checkpoint), flush=True)
         if self.failure:
             raise UsageError(f'the graph failed: {self.failure}')
+
+    def timing_records(self) -> dict:
+        """{arm: the timing.json its actor wrote at shutdown}; an arm without one (its
+        actor died) is left out."""
+        records = {}
+        for ns in self.arms:
+            try:
+                text = (Path(self.rp.timing_dir) / ns / 'timing.json').read_text()
+                records[ns or 'actor'] = json.loads(text)
+            except (OSError, ValueError):
+                continue
+        return records
+
+
+class ArmScalars:
+    """--tensorboard: each arm's control timing, from its actor's diagnostics (which the
+    actor publishes anyway), one point per message that reports newly acted steps, at
+    those steps. One TensorBoard run per arm: DIR/actor, or DIR/arm1.. for a fleet."""
+
+    def __init__(self, monitor, folder, arms):
+        from trpo_robot.trpo.scalars import ScalarLog
+        self.monitor = monitor
+        self.logs, self.last = {}, {}
+        for ns in arms:
+            key = ('tensorboard', ns)
+            monitor.watch(key, plan.resolve('actor_node/diagnostics', ns))
+            self.logs[key] = ScalarLog(Path(folder) / (ns or 'actor'))
+
+    def poll(self):
+        from trpo_robot.trpo import scalars
+        for key, log in self.logs.items():
+            control = self.monitor.diag(key, 'control')
+            if not control or int(control['ticks']) == 0 or \
+                    control['steps'] == self.last.get(key):
+                continue  # no loop ran yet (no lateness to report), or nothing new
+            self.last[key] = control['steps']
+            log.write(int(control['steps']),
+                      {scalars.LATENESS_P99: float(control['lateness_p99_ms']),
+                       scalars.OVERRUNS: float(control['overruns'])})
+
+    def close(self):
+        for log in self.logs.values():
+            log.close()
 
 
 def episode_counts(episode_dir, checkpoint_dir) -> str:
@@ -389,46 +500,3 @@ def _fmt(seconds):
         return '--'
     seconds = int(max(seconds, 0))
     return f'{seconds // 60}m{seconds % 60:02d}s'
-
-
-def read_progress(path):
-    rows = []
-    try:
-        with open(path, newline='') as f:
-            for row in csv.DictReader(f):
-                rows.append({k: float(v) if v not in ('', 'True', 'False') else v
-                             for k, v in row.items()})
-    except FileNotFoundError:
-        pass
-    return rows
-
-
-def plot_curve(out, title):
-    """learning_curve.png from progress.csv: return and success rate against steps and
-    against wall-clock time. Returns the path, or None before the first update."""
-    rows = read_progress(Path(out) / 'progress.csv')
-    if not rows:
-        return None
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    steps = [r['steps'] for r in rows]
-    wall = [r['wall_s'] / 60 for r in rows]
-    ret = [r['mean_return'] for r in rows]
-    succ = [r['success_rate'] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, x, label in ((axes[0], steps, 'learned steps'), (axes[1], wall, 'wall clock, min')):
-        ax.plot(x, ret, color='tab:blue', marker='.')
-        ax.set_xlabel(label)
-        ax.set_ylabel('mean episode return', color='tab:blue')
-        ax.grid(alpha=0.3)
-        twin = ax.twinx()
-        twin.plot(x, succ, color='tab:green', alpha=0.6)
-        twin.set_ylim(0, 1.05)
-        twin.set_ylabel('success rate', color='tab:green')
-    fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(out) / 'learning_curve.png'
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path

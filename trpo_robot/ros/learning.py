@@ -16,7 +16,7 @@ import numpy as np
 
 from trpo_robot import auth
 from trpo_robot.ros.params import env_id, LearnerParams, RobotParams, task_dims
-from trpo_robot.trpo import checkpoint, wire
+from trpo_robot.trpo import checkpoint, scalars, wire
 from trpo_robot.trpo.agent import Agent
 from trpo_robot.trpo.learner import AsyncLearner
 
@@ -61,6 +61,7 @@ class LearnerCore:
         self.acted_steps = 0
         self.window = deque(maxlen=rp.success_window)
         self._since_update = []  # (return, final distance) of full episodes since the update
+        self._shield = [0, 0]  # [steps the shield changed, steps acted] since the update
         self.recent_returns = deque(maxlen=20)
         self.last_stats = None
         self.updates = 0
@@ -69,6 +70,7 @@ class LearnerCore:
         self._csv = None
         self.ledger = None
         self.checkpoint_failures = 0
+        self.board = scalars.ScalarLog(lp.tensorboard_dir) if lp.tensorboard_dir else None
         if lp.log_dir:
             self.ledger = Ledger(Path(lp.log_dir) / 'ledger.csv', self.learner.epoch)
             self.ledger.start(agent.version, bool(lp.resume))
@@ -128,6 +130,7 @@ class LearnerCore:
             segment, info = wire.decode_episode(blob, self.obs_dim, self.act_dim)
             self.acted_steps += len(segment)
             extra = info.get('extra') or {}
+            self._count_shield(extra, len(segment))
             if not extra.get('partial', False):
                 ret = _finite(extra.get('episode_return'), float(segment.rewards.sum()))
                 self._episode_done(ret, extra)
@@ -160,6 +163,14 @@ class LearnerCore:
             self.gap_filled += 1
             self.log(f'episode {skipped} of {actor} never arrived: learning from its file')
             self.offer(blob)
+
+    def _count_shield(self, extra, steps):
+        """Episodes of an actor that does not say (an older one) are left out of the
+        fraction, not counted as steps the shield let through."""
+        changed = _finite(extra.get('intervention_steps'), -1.0)
+        if 0 <= changed <= steps:
+            self._shield[0] += int(changed)
+            self._shield[1] += steps
 
     def _reject(self, reason, kind='episode'):
         """Count a blob refused before AsyncLearner saw it, as AsyncLearner counts its own."""
@@ -223,10 +234,21 @@ class LearnerCore:
         if self._csv:
             self._csv.writerow([row[k] for k in CSV_FIELDS])
             self._csv_file.flush()
+        self._write_scalars(stats, row)
         self._check_done()
         if self.updates % self.lp.checkpoint_every == 0 or self.done:
             self.try_save()
         return row
+
+    def _write_scalars(self, stats, row):
+        changed, acted = self._shield
+        self._shield = [0, 0]
+        if self.board is not None:
+            self.board.write(stats.steps, {
+                scalars.RETURN: row['mean_return'],
+                scalars.SUCCESS: self.success_rate() if self.window else None,
+                **scalars.update_values(stats),
+                scalars.INTERVENTIONS: scalars.fraction(changed, acted)})
 
     def try_save(self) -> str:
         """save(), except that a full or failing disk costs a log line and a counter, not
@@ -297,6 +319,9 @@ class LearnerCore:
         if self._csv:
             self._csv_file.close()
             self._csv = None
+        if self.board is not None:
+            self.board.close()
+            self.board = None
         if self.ledger is not None:
             self.ledger.close()
             self.ledger = None

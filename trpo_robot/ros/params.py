@@ -14,6 +14,8 @@ import yaml
 
 from trpo_robot.robot.tasks import get_task, Task, TASKS
 from trpo_robot.trpo.config import preset, TRPOConfig
+from trpo_robot.twin.conditions import TwinConditions
+from trpo_robot.twin.randomization import Randomization
 
 SWAP_AT = ('episode', 'tick')
 RESET_MODES = ('auto', 'teleop', 'freedrive')
@@ -121,6 +123,31 @@ class RobotParams:
     the graph's clock from at least where it was, as a restarted driver's system clock
     does; from 0, every node would see time go backwards (and the command guard would drop
     every command as decided before its last stop)."""
+    twin_randomize: bool = False
+    """Twin only: domain randomization, drawn once when the twin starts (seeded by seed):
+    link masses, joint damping and friction, and extra latency from the twin_*_scale and
+    twin_latency_periods ranges. What was drawn is logged, published on the twin's
+    ~/conditions and recorded in each episode (extra.twin)."""
+    twin_mass_scale: tuple = Randomization.mass_scale
+    """Twin: [low, high] factor on each moving link's mass and inertia."""
+    twin_damping_scale: tuple = Randomization.damping_scale
+    """Twin: [low, high] factor on each joint's viscous damping."""
+    twin_friction_scale: tuple = Randomization.friction_scale
+    """Twin: [low, high] factor on each joint's dry friction and each link's contact
+    friction."""
+    twin_latency_periods: tuple = Randomization.latency_periods
+    """Twin: [low, high] whole driver periods of latency added to twin_latency."""
+    twin_latency: float = -1.0
+    """Twin: action latency, s (rounded to physics steps); -1: the robot's default in
+    sim/robots.yaml (one driver period)."""
+    twin_position_noise: float = -1.0
+    """Twin: Gaussian std of the joint positions it reports, rad; -1: the robot's default."""
+    twin_velocity_noise: float = -1.0
+    """Twin: Gaussian std of the joint velocities it reports, rad/s; -1: the robot's
+    default."""
+    twin_conditions_topic: str = 'twin_node/conditions'
+    """Actor: the twin's latched ~/conditions (std_msgs/String JSON, relative: in the
+    actor's namespace); what it heard goes into each episode's extra as twin."""
     realtime: bool = True
     """Ask for SCHED_FIFO for the control thread (actor) and the physics thread (twin);
     falls back to normal scheduling with a warning when not permitted."""
@@ -141,6 +168,10 @@ class RobotParams:
     """Actor: every finished episode is written here (one MCAP file each, trpo_robot/store.py)
     before it is published, so a dead learner loses nothing; the learner reads the ones its
     checkpoint has not consumed when it resumes. `trpo-robot learn` puts it in --out."""
+    timing_dir: str = ''
+    """Actor: at shutdown it writes the lateness histogram of every tick it answered to
+    ``timing_dir/<its namespace>/timing.json``; empty: not written. `trpo-robot learn` uses
+    --out/logs and draws timing_histogram.png from it."""
     max_policy_bytes: int = 16 * MiB
     """Actor: policy blobs above this size are rejected before decoding."""
     key_file: str = ''
@@ -151,6 +182,19 @@ class RobotParams:
     learner_timeout: float = 300.0
     """Actor: say the learner is stale when no policy arrived for this long, s on the graph
     clock (a TRPO batch of 2048 steps of 40 ms is ~82 s of robot time)."""
+    require_validation: bool = False
+    """Actor: the sim-first gate (trpo_robot/validation/gate.py). Start only from
+    policy_checkpoint with a passing validation record for these weights and this config,
+    and check every new version before it acts. The plan sets it for every driver but the
+    twin (launch use_sim:=false, `trpo-robot learn --no-sim` or --port)."""
+    policy_checkpoint: str = ''
+    """Actor: the checkpoint (validated with `trpo-robot validate`) a gated actor starts
+    from; the learner should resume from it too, so its versions continue this policy."""
+    validation_override: bool = False
+    """Actor: start a gated actor without a passing record (logged loudly at every start)."""
+    trust_kl_slack: float = 3.0
+    """Actor, gated: a new version may move the policy by at most this times the learner's
+    max_kl per version (measured on the arm's last states: docs/validation.md)."""
     stall_timeout: float = 1.0
     """Actor: wall seconds without a new joint_states before the episode is aborted and the
     arm stopped (a dead driver or twin)."""
@@ -169,7 +213,7 @@ class RobotParams:
         object.__setattr__(self, 'task', resolve_task(self.robot, self.task))
         for name in ('driver_period', 'robot_receive_timeout', 'agent_dt', 'real_time_factor',
                      'learner_timeout', 'stall_timeout', 'diagnostics_period',
-                     'reset_timeout', 'follow_window'):
+                     'reset_timeout', 'follow_window', 'trust_kl_slack'):
             _positive(self, name)
         for name in ('driver_command_timeout', 'guard_timeout', 'follow_lag', 'clock_start'):
             _check(getattr(self, name) >= 0, f'{name} must be >= 0, got {getattr(self, name)}')
@@ -199,8 +243,41 @@ class RobotParams:
                'sim_clock: false stamps with the system clock and needs real_time_factor 1')
         for name in ('joint_states_topic', 'command_topic', 'freedrive_topic', 'clock_topic',
                      'teleport_topic', 'episodes_topic', 'policy_topic', 'episode_dir',
-                     'joy_topic', 'guard_topic'):
+                     'joy_topic', 'guard_topic', 'twin_conditions_topic'):
             _check(bool(getattr(self, name)), f'{name} must not be empty')
+        self._check_twin()
+
+    def _check_twin(self):
+        for key in ('twin_latency', 'twin_position_noise', 'twin_velocity_noise'):
+            value = getattr(self, key)
+            _check(value == -1.0 or (math.isfinite(value) and value >= 0),
+                   f'{key} must be -1 (the robot\'s default) or a finite number >= 0, got '
+                   f'{value!r}')
+        for key, field_name in _TWIN_RANGES.items():
+            value = getattr(self, key)
+            _check(len(value) == 2, f'{key} must be [low, high], got {list(value)}')
+            try:
+                Randomization(**{field_name: tuple(value)})
+            except ValueError as e:
+                raise ParamError(f'{key}: {e}') from None
+
+    def _randomization(self) -> Randomization:
+        return Randomization(**{field: tuple(getattr(self, key))
+                                for key, field in _TWIN_RANGES.items()})
+
+    def twin_conditions(self) -> TwinConditions:
+        """What the twin_* keys ask of the twin (twin_node builds its MujocoBackend with
+        ``twin_conditions().backend_kwargs()``); -1 keeps the robot's default."""
+        noise = None
+        position, velocity = self.twin_position_noise, self.twin_velocity_noise
+        if position >= 0 or velocity >= 0:  # one set: the other stays the robot's
+            from trpo_robot.twin.settings import load_settings
+            default = load_settings(self.robot)
+            noise = (position if position >= 0 else default.position_noise,
+                     velocity if velocity >= 0 else default.velocity_noise)
+        return TwinConditions(
+            randomization=self._randomization() if self.twin_randomize else None,
+            latency=None if self.twin_latency < 0 else self.twin_latency, noise_std=noise)
 
     def effective_guard_timeout(self) -> float:
         return self.guard_timeout or self.agent_dt + self.robot_receive_timeout
@@ -214,6 +291,39 @@ class RobotParams:
         from dataclasses import replace
         task = get_task(self.task)
         return task if task.agent_dt == self.agent_dt else replace(task, agent_dt=self.agent_dt)
+
+
+_TWIN_RANGES = {'twin_mass_scale': 'mass_scale', 'twin_damping_scale': 'damping_scale',
+                'twin_friction_scale': 'friction_scale',
+                'twin_latency_periods': 'latency_periods'}
+"""RobotParams keys -> the Randomization fields they fill."""
+
+
+def twin_values(conditions: TwinConditions) -> dict:
+    """The twin_* parameter values that give ``conditions`` (how `trpo-robot learn` hands
+    its --randomize/--latency/--noise to the twin); the ranges only when randomizing."""
+    noise = conditions.noise_std or (-1.0, -1.0)
+    values = {'twin_randomize': conditions.randomization is not None,
+              'twin_latency': -1.0 if conditions.latency is None else conditions.latency,
+              'twin_position_noise': noise[0], 'twin_velocity_noise': noise[1]}
+    if conditions.randomization is not None:
+        values.update({key: getattr(conditions.randomization, field)
+                       for key, field in _TWIN_RANGES.items()})
+    return values
+
+
+def twin_conditions_from_file(path, randomize: bool = False) -> TwinConditions:
+    """The twin conditions a robot parameter file gives twin_node, without rclpy: for
+    commands that run the twin outside the graph (e.g. `trpo-robot validate --config`).
+
+    ``randomize=True`` turns randomization on with the file's ranges whatever its
+    twin_randomize says (what --randomize means); apply the other flags on top with
+    ``twin.conditions.from_arguments(args, base=...)``. Raises ParamError (one line).
+    """
+    values = node_parameters([path], 'twin_node')
+    if randomize:
+        values['twin_randomize'] = True
+    return build(RobotParams, values).twin_conditions()
 
 
 @dataclass(frozen=True)
@@ -249,6 +359,9 @@ class LearnerParams:
     """Write a checkpoint every this many updates, and always on shutdown."""
     log_dir: str = ''
     """Folder for progress.csv (one row per update); empty: no file."""
+    tensorboard_dir: str = ''
+    """Folder for TensorBoard scalars (trpo/scalars.py), one point per update; empty: none.
+    `trpo-robot learn --tensorboard DIR` uses DIR/learner."""
     resume: str = ''
     """Checkpoint folder to continue from; empty: start fresh."""
     progress_period: float = 1.0

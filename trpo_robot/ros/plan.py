@@ -14,6 +14,7 @@ into its namespace, since N twins keep N different times. One learner consumes t
 episodes of every actor and runs on the system clock (there is no single sim time).
 """
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from trpo_robot.ros import params as P
 
@@ -78,12 +79,14 @@ def episode_topic(namespace: str) -> str:
 
 def learning_graph(robot_yaml, learner_yaml, *, driver='twin_node', arms=1, namespace='',
                    use_sim_time=True, common=None, actor=None, learner=None,
-                   driver_params=None) -> list:
+                   driver_params=None, policy='', validation_override=False) -> list:
     """The node processes of one learning run, drivers first, actors last.
 
     robot_yaml/learner_yaml: parameter files every node (the learner: both) reads.
     common: overrides for every node; actor/learner/driver_params: for those alone.
     use_sim_time: the graph keeps the twin's time (per arm in a fleet).
+    policy: a validated checkpoint every actor starts from and the learner resumes; every
+    driver but the twin is hardware, where the actors are gated (validation/gate.py).
     """
     if driver not in DRIVERS + (None,):
         raise PlanError(f'driver {driver!r}: one of {DRIVERS} or None (an external one)')
@@ -92,6 +95,12 @@ def learning_graph(robot_yaml, learner_yaml, *, driver='twin_node', arms=1, name
                         'start one run per port')
     spaces = arm_namespaces(arms, namespace)
     base = {**(common or {}), 'use_sim_time': bool(use_sim_time)}
+    learner = {**(learner or {})}
+    if policy and (Path(policy) / 'checkpoint' / 'meta.json').exists():
+        policy = str(Path(policy) / 'checkpoint')  # a run folder: its checkpoint
+    actor = {**(actor or {}), **_gate(driver, policy, validation_override)}
+    if policy and not learner.get('resume'):
+        learner['resume'] = policy
     seed = _base_seed(robot_yaml, base, actor) if arms > 1 else None
     specs = []
     for index, ns in enumerate(spaces):
@@ -105,6 +114,15 @@ def learning_graph(robot_yaml, learner_yaml, *, driver='twin_node', arms=1, name
                             (str(robot_yaml), str(learner_yaml)), lparams)
     actors = [s for s in specs if s.role == 'actor']
     return [s for s in specs if s.role != 'actor'] + [learner_spec] + actors
+
+
+def _gate(driver, policy, override) -> dict:
+    gate = {'require_validation': driver != 'twin_node'}
+    if policy:
+        gate['policy_checkpoint'] = policy
+    if override:
+        gate['validation_override'] = True
+    return gate
 
 
 def _arm(robot_yaml, ns, driver, base, actor, driver_params, seed, fleet):

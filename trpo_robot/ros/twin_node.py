@@ -26,7 +26,12 @@ freedrive_topic turns it on for 10 s of sim time (kept alive by repeated
 Trues), False ends it. On a UR it is refused while the velocity controller is active, as
 the driver refuses a second motion controller. Meanwhile the servos let go and gravity
 compensation keeps the arm floating; afterwards the servos hold at zero velocity.
+
+Twin conditions (the twin_* parameters: domain randomization, latency, sensor noise) are
+drawn once at start; what was drawn is logged and latched on ~/conditions (std_msgs/String,
+JSON) for the actor to record with every episode.
 """
+import json
 import math
 import threading
 import time
@@ -37,7 +42,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Bool, Float64, Float64MultiArray
+from std_msgs.msg import Bool, Float64, Float64MultiArray, String
 from std_srvs.srv import Trigger
 
 from trpo_robot.ros import node_utils as U
@@ -61,7 +66,8 @@ class TwinNode(Node):
         p = self.p
         self.backend = MujocoBackend(p.robot, mode='paced', seed=p.seed,
                                      real_time_factor=p.real_time_factor,
-                                     start_time=p.clock_start)
+                                     start_time=p.clock_start,
+                                     **p.twin_conditions().backend_kwargs())
         if not math.isclose(self.backend.period, p.driver_period, abs_tol=1e-9):
             raise ParamError(f'driver_period {p.driver_period} s differs from the twin model '
                              f'{p.robot!r} ({self.backend.period} s, sim/robots.yaml)')
@@ -107,6 +113,7 @@ class TwinNode(Node):
         self.create_subscription(Bool, p.freedrive_topic, self._on_freedrive, U.QOS_COMMAND)
         if self.ur:
             self._make_ur_interfaces()
+        self._announce_conditions()
         self._diag_wall = (time.monotonic(), self._sim_now)
         self.create_timer(p.diagnostics_period, self._publish_diagnostics,
                           clock=U.steady_clock())
@@ -120,6 +127,14 @@ class TwinNode(Node):
             f'twin {p.robot}: {self.n} joints, driver period {p.driver_period * 1e3:.0f} ms, '
             f'real-time factor {p.real_time_factor:g}, stale commands {stale}, clock '
             f'{p.clock_topic if p.sim_clock else "system (no /clock)"}')
+
+    def _announce_conditions(self):
+        """Say what this twin drew, once: latched, so an actor that starts later (or
+        restarts) still hears it and records it with every episode."""
+        text = json.dumps(self.backend.drawn)
+        self.pub_conditions = self.create_publisher(String, '~/conditions', QOS_LATCHED)
+        self.pub_conditions.publish(String(data=text))
+        self.get_logger().info(f'twin conditions: {text}')
 
     def _make_ur_interfaces(self):
         p = self.p

@@ -106,4 +106,4 @@ class AsyncLearner:
         return wire.encode_policy(self.agent.snapshot(), self.agent.obs_norm,
                                   self.agent.version, robot=self.robot, task=self.task,
                                   batch_steps=self.agent.config.batch_steps,
-                                  epoch=self.epoch)
+                                  epoch=self.epoch, max_kl=self.agent.config.max_kl)

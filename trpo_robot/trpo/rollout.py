@@ -50,6 +50,11 @@ class Sampler:
         self.finished_returns = []
         self.finished_distances = []
         """Final end-effector distance of each finished episode, for envs that report it."""
+        self.finished_successes = []
+        """is_success of each finished episode, for envs that report it."""
+        self.shield_counts = [0, 0]
+        """[steps whose command the safety shield changed, steps that say either way]
+        since the last pop, for envs that report 'interventions' (trpo_robot's ArmEnv)."""
 
     def collect(self, n_steps):
         snapshot, norm, version = self.agent.snapshot(), self.agent.obs_norm, self.agent.version
@@ -61,12 +66,17 @@ class Sampler:
                 np.clip(act, self.low, self.high))
             self.recorder.add(obs, self.raw, act, reward, logp)
             self.episode_return += float(reward)
+            if 'interventions' in info:
+                self.shield_counts[0] += bool(info['interventions'])
+                self.shield_counts[1] += 1
             if terminated or truncated:
                 segments.append(self.recorder.cut(norm(next_raw), terminated, version,
                                                   self.episode_return))
                 self.finished_returns.append(self.episode_return)
                 if 'distance' in info:
                     self.finished_distances.append(float(info['distance']))
+                if 'is_success' in info:
+                    self.finished_successes.append(bool(info['is_success']))
                 self.episode_return = 0.0
                 next_raw, _ = self.env.reset()
             self.raw = next_raw
@@ -80,6 +90,15 @@ class Sampler:
 
     def pop_distances(self):
         out, self.finished_distances = self.finished_distances, []
+        return out
+
+    def pop_successes(self):
+        out, self.finished_successes = self.finished_successes, []
+        return out
+
+    def pop_shield_counts(self):
+        """(changed, counted) steps since the last pop; (0, 0) when the env never says."""
+        out, self.shield_counts = tuple(self.shield_counts), [0, 0]
         return out
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint
+from . import checkpoint, scalars
 from .agent import Agent, UpdateStats
 from .rollout import Sampler
 
@@ -52,43 +52,93 @@ def _fmt_time(seconds):
 
 
 def train(env, agent: Agent, total_steps: int, seed: int, out=None, *, extra=None,
-          checkpoint_every=10, printer=print, on_update=None):
+          checkpoint_every=10, printer=print, on_update=None, tensorboard=None):
     """Alternate collecting `batch_steps` and updating until `total_steps` (counted from the
-    agent's own step count, so a resumed agent continues where it stopped)."""
+    agent's own step count, so a resumed agent continues where it stopped).
+
+    `tensorboard`: a folder for TensorBoard scalars, one point per update; the files are
+    closed (flushed) on any exit, Ctrl-C included."""
     torch.set_num_threads(1)
     sampler = Sampler(env, agent, seed + agent.version)
     progress = ProgressPrinter(total_steps, agent.total_steps, printer)
-    log = _CsvLog(Path(out) / 'progress.csv') if out else None
+    logs = _UpdateLogs(out, tensorboard)
     spaces = env_spaces(env)
-    while agent.total_steps < total_steps:
-        n = min(agent.config.batch_steps, total_steps - agent.total_steps)
-        stats = agent.update(sampler.collect(n))
-        returns = sampler.pop_returns()
-        progress(stats, returns, sampler.pop_distances())
-        if log:
-            log.write(stats, returns)
-        if on_update:
-            on_update(stats, returns)
-        if out and stats.version % checkpoint_every == 0:
-            checkpoint.save(agent, Path(out) / 'checkpoint', spaces=spaces, extra=extra)
+    try:
+        while agent.total_steps < total_steps:
+            n = min(agent.config.batch_steps, total_steps - agent.total_steps)
+            stats = agent.update(sampler.collect(n))
+            returns = sampler.pop_returns()
+            progress(stats, returns, sampler.pop_distances())
+            logs.write(stats, returns, sampler)
+            if on_update:
+                on_update(stats, returns)
+            if out and stats.version % checkpoint_every == 0:
+                checkpoint.save(agent, Path(out) / 'checkpoint', spaces=spaces, extra=extra)
+    finally:
+        logs.close()
     if out:
         checkpoint.save(agent, Path(out) / 'checkpoint', spaces=spaces, extra=extra)
     return agent
 
 
-class _CsvLog:
-    def __init__(self, path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        new = not path.exists()
-        self.f = open(path, 'a', newline='')
-        self.w = csv.writer(self.f)
-        if new:
-            self.w.writerow(['steps', 'version', 'mean_return', 'episodes', 'kl', 'accepted',
-                             'reason', 'value_loss', 'entropy', 'update_time'])
+class _UpdateLogs:
+    """progress.csv (with `out`) and TensorBoard scalars (with `tensorboard`), both from
+    what the sampler saw since the previous update."""
 
-    def write(self, s: UpdateStats, returns):
+    def __init__(self, out, tensorboard):
+        self.t0 = time.monotonic()
+        self.csv = _CsvLog(Path(out) / 'progress.csv') if out else None
+        self.board = scalars.ScalarLog(tensorboard) if tensorboard else None
+
+    def write(self, stats: UpdateStats, returns, sampler):
+        successes = sampler.pop_successes()
+        success = scalars.fraction(sum(successes), len(successes))
+        changed, counted = sampler.pop_shield_counts()
+        if self.csv:
+            self.csv.write(stats, returns, success, time.monotonic() - self.t0)
+        if self.board:
+            self.board.write(stats.steps, {
+                scalars.RETURN: float(np.mean(returns)) if returns else None,
+                scalars.SUCCESS: success, **scalars.update_values(stats),
+                scalars.INTERVENTIONS: scalars.fraction(changed, counted)})
+
+    def close(self):
+        for log in (self.csv, self.board):
+            if log:
+                log.close()
+
+
+class _CsvLog:
+    FIELDS = ('steps', 'version', 'mean_return', 'episodes', 'kl', 'accepted', 'reason',
+              'value_loss', 'entropy', 'update_time', 'success_rate', 'wall_s')
+
+    def __init__(self, path):
+        """Appending to the progress.csv of a resumed run keeps that file's columns (an
+        older run's file has fewer), so every row stays under its header."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = _header(path)
+        self.f = open(path, 'a', newline='')
+        self.w = csv.DictWriter(self.f, header or self.FIELDS, extrasaction='ignore')
+        if not header:
+            self.w.writeheader()
+
+    def write(self, s: UpdateStats, returns, success, wall_s):
         d = asdict(s)
         mean = float(np.mean(returns)) if returns else ''
-        self.w.writerow([s.steps, s.version, mean, len(returns), d['kl'], d['accepted'],
-                         d['reason'], d['value_loss'], d['entropy'], s.update_time])
+        self.w.writerow(dict(steps=s.steps, version=s.version, mean_return=mean,
+                             episodes=len(returns), kl=d['kl'], accepted=d['accepted'],
+                             reason=d['reason'], value_loss=d['value_loss'],
+                             entropy=d['entropy'], update_time=s.update_time,
+                             success_rate='' if success is None else success, wall_s=wall_s))
         self.f.flush()
+
+    def close(self):
+        self.f.close()
+
+
+def _header(path):
+    try:
+        with open(path, newline='') as f:
+            return next(csv.reader(f), None)
+    except FileNotFoundError:
+        return None

@@ -8,6 +8,7 @@ decoders read a signed blob's payload as they read a bare one (recorded and capt
 episodes are read offline that way).
 """
 import json
+import math
 
 import numpy as np
 from safetensors.numpy import load as st_load
@@ -79,6 +80,16 @@ def _int_meta(meta, key, low=0, high=2 ** 62):
 
 # ---------------------------------------------------------------- episodes
 
+def _float_meta(meta, key, low, high):
+    try:
+        value = float(meta[key])
+    except ValueError:
+        raise WireError(f'metadata {key} is not a number') from None
+    if not (math.isfinite(value) and low <= value <= high):
+        raise WireError(f'metadata {key}={value} is outside [{low}, {high}]')
+    return value
+
+
 def encode_episode(segment: Segment, *, robot='', task='', actor='', sequence=0,
                    aborted=False, extra=None) -> bytes:
     tensors = {
@@ -128,12 +139,13 @@ def decode_episode(blob, obs_dim, act_dim, max_bytes=MAX_BLOB_BYTES):
 # ---------------------------------------------------------------- policies
 
 def encode_policy(snapshot: PolicySnapshot, norm: RunningNorm, version: int, *, robot='',
-                  task='', batch_steps=0, epoch=0) -> bytes:
+                  task='', batch_steps=0, epoch=0, max_kl=0.0) -> bytes:
     """``batch_steps``: the learner's batch, so that an actor run synchronously knows how
     many steps the next version needs (0: not said). ``epoch``: when the learner process
     started (ns since 1970): the actor orders policies by (epoch, version), so that a fresh
     learner's version 0 supersedes an old run's version 80, and a replayed old blob does
-    not (0: not said)."""
+    not (0: not said). ``max_kl``: the trust region the learner's update kept to, so that an
+    actor on real hardware can check a new version against the one it runs (0: not said)."""
     tensors = {'log_std': snapshot.log_std.astype(np.float32),
                'norm_mean': norm.mean.astype(np.float64),
                'norm_var': norm.var.astype(np.float64)}
@@ -144,7 +156,8 @@ def encode_policy(snapshot: PolicySnapshot, norm: RunningNorm, version: int, *, 
             'robot': robot, 'task': task, 'layers': str(len(snapshot.layers)),
             'norm_clip': repr(float(norm.clip)),
             'normalize': 'false' if isinstance(norm, IdentityNorm) else 'true',
-            'batch_steps': str(int(batch_steps)), 'epoch': str(int(epoch))}
+            'batch_steps': str(int(batch_steps)), 'epoch': str(int(epoch)),
+            'max_kl': repr(float(max_kl))}
     return st_save(tensors, metadata=meta)
 
 
@@ -170,7 +183,8 @@ def decode_policy(blob, obs_dim, act_dim, max_bytes=MAX_BLOB_BYTES, max_layers=8
             'robot': meta.get('robot', ''), 'task': meta.get('task', ''),
             'batch_steps': (_int_meta(meta, 'batch_steps', 0, MAX_BATCH_STEPS)
                             if 'batch_steps' in meta else 0),
-            'epoch': _int_meta(meta, 'epoch') if 'epoch' in meta else 0}
+            'epoch': _int_meta(meta, 'epoch') if 'epoch' in meta else 0,
+            'max_kl': _float_meta(meta, 'max_kl', 0.0, 10.0) if 'max_kl' in meta else 0.0}
     return PolicySnapshot(layers, log_std), norm, info
 
 

@@ -1,13 +1,22 @@
 """twin layer of trpo_robot (see docs/architecture.md): the MuJoCo twin of each arm.
 
-Imports mujoco and the robot layer, never rclpy.
+Imports mujoco and the robot layer, never rclpy. The names below are loaded on first use,
+so that importing a light module of this package (``conditions``, ``randomization``,
+``settings``: what the CLI and the ROS parameter checks need) does not load MuJoCo.
 """
-from trpo_robot.twin.backend import MujocoBackend
-from trpo_robot.twin.model import build_model, build_spec, urdf_joint_limits
-from trpo_robot.twin.randomization import Randomization
-from trpo_robot.twin.settings import load_settings, robot_names, RobotSettings, substeps
+import importlib
 
-__all__ = [
-    'MujocoBackend', 'Randomization', 'RobotSettings', 'build_model', 'build_spec',
-    'load_settings', 'robot_names', 'substeps', 'urdf_joint_limits',
-]
+_WHERE = {
+    'MujocoBackend': 'backend', 'build_model': 'model', 'build_spec': 'model',
+    'urdf_joint_limits': 'model', 'Randomization': 'randomization',
+    'TwinConditions': 'conditions', 'load_settings': 'settings', 'robot_names': 'settings',
+    'RobotSettings': 'settings', 'substeps': 'settings',
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name):
+    if name not in _WHERE:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    return getattr(importlib.import_module(f'{__name__}.{_WHERE[name]}'), name)

@@ -13,8 +13,10 @@ import mujoco
 import numpy as np
 
 from trpo_robot.robot.backend import JointState
-from trpo_robot.twin.model import build_model, EE_SITE, HOME_KEY, release_servos, TARGET_BODY
-from trpo_robot.twin.randomization import latency_rng, noise_rng, Randomization
+from trpo_robot.twin.model import (build_model, EE_SITE, HOME_KEY, nominal_values, randomize,
+                                   release_servos, TARGET_BODY)
+from trpo_robot.twin.randomization import (episode_rng, latency_rng, model_rng, noise_rng,
+                                           Randomization)
 from trpo_robot.twin.settings import load_settings
 
 MODES = ('fast', 'paced')
@@ -48,7 +50,8 @@ class MujocoBackend:
                  noise_std=None, randomization: Randomization | None = None, seed: int = 0,
                  real_time_factor: float = 1.0, start_time: float = 0.0):
         """``start_time``: sim time of the first state; a restarted twin passes the time its
-        graph had reached, so that stamps never go backwards."""
+        graph had reached, so that stamps never go backwards. ``randomization`` is drawn
+        with ``seed`` now and again at each ``redraw`` (ArmEnv.reset calls it)."""
         if mode not in MODES:
             raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
         real_time_factor = float(real_time_factor)
@@ -58,18 +61,23 @@ class MujocoBackend:
         self.robot = robot
         self.mode = mode
         self.real_time_factor = real_time_factor
-        self.model = build_model(robot, randomization, seed)
+        self.model = build_model(robot)
+        self._nominal = nominal_values(self.model)
+        self.randomization = randomization
         self.data = mujoco.MjData(self.model)
         self._index_model()
-        self._latency_steps = self._latency_in_steps(latency, randomization, seed)
+        self._base_latency_steps = self._latency_in_steps(latency)
         self._position_std, self._velocity_std = _noise_pair(noise_std, self._settings)
         self._rng = noise_rng(seed)
+        self.drawn = {}
+        """What this arm is now, JSON-able, for each episode's record (``redraw``)."""
         self._pending = deque()  # (physics step at which it takes effect, command)
         self._step = 0
         self._owed = 0.0  # requested time not yet stepped: less than one driver period
         self._anchor = None  # (monotonic wall time, physics step) that paced mode follows
         self.overruns = 0
         self._closed = False
+        self.redraw(seed)
         mujoco.mj_resetDataKeyframe(self.model, self.data, self.model.key(HOME_KEY).id)
         self.data.time = _non_negative(start_time, 'start_time')
         mujoco.mj_forward(self.model, self.data)
@@ -94,15 +102,40 @@ class MujocoBackend:
         self.freedrive = False
         """The servos have let go (``set_freedrive``)."""
 
-    def _latency_in_steps(self, latency, randomization, seed) -> int:
+    def _latency_in_steps(self, latency) -> int:
         if latency is None:
             seconds = self._settings.latency
         else:
             seconds = _non_negative(latency, 'latency')
-        steps = math.floor(seconds / self.model.opt.timestep + 0.5)  # half rounds up
-        if randomization is not None:
-            steps += randomization.draw_latency_periods(latency_rng(seed)) * self._substeps
-        return steps
+        return math.floor(seconds / self.model.opt.timestep + 0.5)  # half rounds up
+
+    def redraw(self, seed: int | None = None) -> dict:
+        """Draw the randomized masses, damping, friction and extra latency afresh, from
+        the nominal model (nothing to draw for an unrandomized twin); returns ``drawn``.
+
+        Domain randomization is per episode, and editing the compiled model costs
+        microseconds. ``seed`` gives a reproducible draw and starts the sequence that
+        later calls without one continue; the seed each draw used is in ``drawn``, and
+        ``build_model(robot, randomization, seed)`` rebuilds that arm.
+        """
+        self._check_open()
+        if seed is None:
+            seed = int(self._seeds.integers(2**31))
+        else:
+            self._seeds = episode_rng(seed)
+        rand, factors, extra = self.randomization, {}, 0
+        if rand is not None:
+            factors = randomize(self.model, self._nominal, rand, model_rng(seed))
+            extra = rand.draw_latency_periods(latency_rng(seed))
+        self._latency_steps = self._base_latency_steps + extra * self._substeps
+        self.drawn = self._describe(int(seed), factors, int(extra))
+        return self.drawn
+
+    def _describe(self, seed, factors, extra) -> dict:
+        return {'seed': seed, 'randomized': self.randomization is not None, **factors,
+                'latency_s': self.latency, 'extra_latency_periods': extra,
+                'latency_periods': round(self._latency_steps / self._substeps, 6),
+                'position_noise': self._position_std, 'velocity_noise': self._velocity_std}
 
     # --- Backend protocol -------------------------------------------------------------
 
@@ -266,6 +299,8 @@ class MujocoBackend:
 
     def _queue(self, command: np.ndarray) -> None:
         due = self._step + self._latency_steps
+        if self._pending:  # a FIFO link: a shorter latency drawn since never overtakes
+            due = max(due, self._pending[-1][0])
         if self._pending and self._pending[-1][0] == due:
             self._pending[-1] = (due, command)  # two commands in one step: the last wins
         else:

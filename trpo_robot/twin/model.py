@@ -64,18 +64,19 @@ def build_model(robot: str, randomization: Randomization | None = None,
     With ``randomization``, link masses, damping and friction are drawn from its ranges with
     ``seed``; the same robot, randomization and seed always give the same model.
     """
-    return build_spec(robot, randomization, seed).compile()
+    model = build_spec(robot).compile()
+    if randomization is not None:
+        randomize(model, nominal_values(model), randomization, model_rng(seed))
+    return model
 
 
-def build_spec(robot: str, randomization: Randomization | None = None,
-               seed: int = 0) -> mujoco.MjSpec:
-    """The uncompiled twin, for callers that want to add to it before compiling."""
+def build_spec(robot: str) -> mujoco.MjSpec:
+    """The uncompiled nominal twin, for callers that want to add to it before compiling
+    (randomization applies to a compiled model: ``randomize``)."""
     settings = load_settings(robot)
     path = urdf_path(settings.urdf)
     limits = urdf_joint_limits(path)
     arm = _load_arm(path, settings, limits)
-    if randomization is not None:
-        _randomize(arm, randomization, model_rng(seed))
     scene = _load_scene(settings)
     _attach_keeping_names(scene, arm)
     _add_servos(scene, settings, limits)
@@ -156,24 +157,74 @@ def _configure_collisions(arm: mujoco.MjSpec, settings: RobotSettings) -> None:
             geom.rgba = [0.9, 0.5, 0.1, 0.4]
 
 
-def _randomize(arm: mujoco.MjSpec, rand: Randomization, rng: np.random.Generator) -> None:
-    """Scale masses, damping and friction in a fixed order, so a seed fixes the model."""
-    for body in arm.bodies:
-        if body.first_joint() is None:
-            continue  # welded to the world or to its parent: its mass never moves alone
-        scale = rng.uniform(*rand.mass_scale)
-        body.mass = body.mass * scale
-        body.inertia = np.asarray(body.inertia) * scale
-        body.fullinertia = np.asarray(body.fullinertia) * scale
-    for joint in arm.joints:
-        joint.damping = np.asarray(joint.damping) * rng.uniform(*rand.damping_scale)
-        joint.frictionloss = joint.frictionloss * rng.uniform(*rand.friction_scale)
-    for geom in arm.geoms:
-        if geom.group != COLLISION_GROUP:
+RANDOMIZED_FIELDS = ('body_mass', 'body_inertia', 'dof_damping', 'dof_frictionloss',
+                     'geom_friction')
+"""The fields of a compiled model that randomization scales."""
+
+
+def nominal_values(model: mujoco.MjModel) -> dict[str, np.ndarray]:
+    """Copies of the fields randomization scales, as compiled: every draw starts from
+    these, so drawing again (each episode) never compounds the factors."""
+    return {name: getattr(model, name).copy() for name in RANDOMIZED_FIELDS}
+
+
+def randomize(model: mujoco.MjModel, nominal: dict, rand: Randomization,
+              rng: np.random.Generator) -> dict:
+    """Scale masses, damping and friction of a compiled model in place, from ``nominal``.
+
+    Editing the compiled fields costs microseconds where recompiling costs tens of
+    milliseconds, which is what makes a new arm per episode affordable. Draws come in a
+    fixed order (moving links, then joints, then collision geoms), so a seed fixes the
+    model. Returns the factors drawn, by link and joint name, for the run's records.
+    """
+    for name, values in nominal.items():
+        getattr(model, name)[:] = values
+    factors = {'mass': _scale_links(model, rand, rng)}
+    factors['damping'], factors['friction'] = _scale_joints(model, rand, rng)
+    factors['contact_friction'] = _scale_contacts(model, rand, rng)
+    # Quantities compiled from the masses (subtree masses, inverse weights that soften
+    # contacts and limits, the solver's mean inertia) follow the new masses.
+    mujoco.mj_setConst(model, mujoco.MjData(model))
+    model.stat.meaninertia = float(model.dof_M0.mean())  # as compiling sets it
+    return factors
+
+
+def _scale_links(model, rand, rng) -> dict:
+    """One factor per moving link on its mass and inertia; a link welded to the world or
+    to its parent never moves alone, so it keeps its mass."""
+    factors = {}
+    for body in range(model.nbody):
+        if model.body_jntnum[body] == 0:
             continue
-        friction = np.array(geom.friction)
-        friction[0] *= rng.uniform(*rand.friction_scale)
-        geom.friction = friction
+        scale = float(rng.uniform(*rand.mass_scale))
+        model.body_mass[body] *= scale
+        model.body_inertia[body] *= scale
+        factors[model.body(body).name] = scale
+    return factors
+
+
+def _scale_joints(model, rand, rng) -> tuple[dict, dict]:
+    damping, friction = {}, {}
+    for joint in range(model.njnt):
+        dofs = model.dof_jntid == joint
+        name = model.joint(joint).name
+        damping[name] = float(rng.uniform(*rand.damping_scale))
+        model.dof_damping[dofs] *= damping[name]
+        friction[name] = float(rng.uniform(*rand.friction_scale))
+        model.dof_frictionloss[dofs] *= friction[name]
+    return damping, friction
+
+
+def _scale_contacts(model, rand, rng) -> dict:
+    """Sliding friction of the arm's collision shapes, by link (a link may have several)."""
+    factors = {}
+    for geom in range(model.ngeom):
+        if model.geom_group[geom] != COLLISION_GROUP:
+            continue
+        scale = float(rng.uniform(*rand.friction_scale))
+        model.geom_friction[geom, 0] *= scale
+        factors.setdefault(model.body(model.geom_bodyid[geom]).name, []).append(scale)
+    return factors
 
 
 def _load_scene(settings: RobotSettings) -> mujoco.MjSpec:

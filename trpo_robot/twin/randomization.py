@@ -18,7 +18,8 @@ def _check_range(name: str, bounds: tuple, low_min: float) -> None:
 
 @dataclass(frozen=True)
 class Randomization:
-    """Uniform ranges, each factor drawn once per built model (per backend).
+    """Uniform ranges, each factor drawn once per draw: every episode of an arm env
+    (``MujocoBackend.redraw`` at each reset), once per twin_node or emulator start.
 
     ``None`` in place of a Randomization means the nominal model. The defaults are the
     spread between the URDF's estimated inertias and what a real arm with cables and a tool
@@ -45,7 +46,7 @@ class Randomization:
                              f'got {self.latency_periods}')
 
     def draw_latency_periods(self, rng: np.random.Generator) -> int:
-        """Extra latency for one backend, in driver periods."""
+        """Extra latency for one draw, in driver periods."""
         low, high = (int(x) for x in self.latency_periods)
         return int(rng.integers(low, high + 1))
 
@@ -64,3 +65,9 @@ def latency_rng(seed: int) -> np.random.Generator:
 def noise_rng(seed: int) -> np.random.Generator:
     """Stream for sensor noise."""
     return np.random.default_rng([int(seed), 2])
+
+
+def episode_rng(seed: int) -> np.random.Generator:
+    """Stream of the seeds of later draws: an env seeded once (``reset(seed=...)``) still
+    gets a new arm every episode, and the same sequence of arms every run."""
+    return np.random.default_rng([int(seed), 3])

@@ -40,9 +40,11 @@ class Emulator:
     """
 
     def __init__(self, link, ids=(1, 2, 3), baud=1_000_000, faults=(), real_time_factor=1.0,
-                 seed=0, priority=None, thread=False):
+                 seed=0, priority=None, thread=False, conditions=None):
         """``priority``: run the emulator under SCHED_FIFO at this priority (benches whose
-        host loop is real-time; a real servo is never starved by the host)."""
+        host loop is real-time; a real servo is never starved by the host).
+        ``conditions``: a TwinConditions for its physics (drawn with ``seed``); what was
+        drawn is in ``stats()['twin']``."""
         self.link = Path(link)
         self.ids = tuple(int(i) for i in ids)
         self.baud = int(baud)
@@ -51,6 +53,7 @@ class Emulator:
         self.seed = int(seed)
         self.priority = priority
         self.thread = bool(thread)
+        self.conditions = conditions
         self.pty = None
         self._proc = self._thread = None
         self._send = self._receive = None  # binary file objects of the control channel
@@ -76,6 +79,8 @@ class Emulator:
             cmd += ['--fault', fault]
         if self.priority is not None:
             cmd += ['--priority', str(int(self.priority))]
+        if self.conditions is not None:
+            cmd += ['--conditions-json', json.dumps(self.conditions.as_dict())]
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[3])
         env['PYTHONPATH'] = root + os.pathsep + env.get('PYTHONPATH', '')
@@ -93,7 +98,7 @@ class Emulator:
         replies_in, replies_out = os.pipe()
         server = EmulatorServer(self.link, self.ids, self.baud, faults,
                                 self.real_time_factor, control=(commands_in, replies_out),
-                                seed=self.seed)
+                                seed=self.seed, conditions=self.conditions)
         self._pipe_ends = (commands_in, replies_out)
         self._send = os.fdopen(commands_out, 'wb')
         self._receive = os.fdopen(replies_in, 'rb')

@@ -3,6 +3,7 @@
 import argparse
 
 from trpo_robot.hw.emulator.faults import KINDS
+from trpo_robot.twin import conditions
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,10 +17,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='sim seconds per wall second (tests run faster than real time)')
     parser.add_argument('--fault', action='append', default=[], metavar='KIND=VALUE',
                         help='inject a fault (repeatable); kinds are listed below')
-    parser.add_argument('--seed', type=int, default=0, help='seed of random faults')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='seed of random faults and of the twin conditions\' draws')
     parser.add_argument('--priority', type=int, metavar='N',
                         help='run under SCHED_FIFO at priority N (needs CAP_SYS_NICE)')
     parser.add_argument('--control', action='store_true', help=argparse.SUPPRESS)
+    # The whole TwinConditions as JSON (TwinConditions.as_dict), from the Emulator handle:
+    # the flags below cannot say custom randomization ranges. The flags apply on top.
+    parser.add_argument('--conditions-json', default=None, help=argparse.SUPPRESS)
+    conditions.add_arguments(parser)
 
 
 def fault_epilog() -> str:

@@ -11,11 +11,17 @@ Run it with ``trpo-robot dxl-emulator --link PATH``, or from Python through
 ``trpo_robot.hw.emulator.Emulator``, which starts this module as a child process (JSON
 lines over its stdin/stdout: ``--control``) or, with ``thread=True``, in a thread of the
 calling process (the same JSON lines over a pair of pipes).
+
+Twin conditions (``--randomize``, ``--latency``, ``--noise``; see
+trpo_robot/twin/conditions.py) apply to its physics: a randomized model, commands reaching
+the motors that much later, noise on the positions and velocities the servos report.
 """
 import argparse
+from collections import deque
 import faulthandler
 import heapq
 import json
+import math
 import os
 import random
 import select
@@ -33,7 +39,12 @@ from trpo_robot.hw.emulator import protocol as p
 from trpo_robot.hw.emulator.args import add_arguments, fault_epilog
 from trpo_robot.hw.emulator.faults import apply_fault, FaultError, Faults
 from trpo_robot.hw.emulator.servo import Servo
-from trpo_robot.twin.model import build_model, HOME_KEY, release_servos
+from trpo_robot.errors import UsageError
+from trpo_robot.twin.conditions import from_arguments, NOMINAL, TwinConditions
+from trpo_robot.twin.model import (build_model, HOME_KEY, nominal_values, randomize,
+                                   release_servos)
+from trpo_robot.twin.randomization import latency_rng, model_rng, noise_rng
+from trpo_robot.twin.settings import load_settings
 
 MAX_IDLE = 0.005
 """Longest select wait, wall s: physics and watchdogs are looked at least this often."""
@@ -47,7 +58,7 @@ class Physics:
     """The emulated joints: the first ones on the MuJoCo twin of dxl_arm, any further
     ones as ideal velocity servos (a six-servo bench needs more servos than the arm has)."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, conditions: TwinConditions = NOMINAL, seed: int = 0):
         self.model = build_model('dxl')
         self.data = mujoco.MjData(self.model)
         mujoco.mj_resetDataKeyframe(self.model, self.data, self.model.key(HOME_KEY).id)
@@ -62,6 +73,31 @@ class Physics:
         self.time = 0.0
         self._kv = self.model.actuator_gainprm[:self.n_twin, 0].copy()
         self._limp = (False,) * self.n_twin
+        self._applied = np.zeros(n)
+        self.drawn = self._apply_conditions(conditions or NOMINAL, int(seed))
+        """What this emulated arm drew, JSON-able (the control channel's stats say it)."""
+
+    def _apply_conditions(self, conditions: TwinConditions, seed: int) -> dict:
+        """Randomize the model, delay commands on their way to the motors, add reading
+        noise. Unset latency and noise add nothing here, unlike on the twin: the bus
+        already delays every command by its cycle and the encoder quantises every
+        reading, which is what the twin's defaults stand for."""
+        rand, factors, extra = conditions.randomization, {}, 0
+        if rand is not None:
+            factors = randomize(self.model, nominal_values(self.model), rand,
+                                model_rng(seed))
+            extra = rand.draw_latency_periods(latency_rng(seed))
+        period = load_settings('dxl').period
+        seconds = (conditions.latency or 0.0) + extra * period
+        self._delay_steps = math.floor(seconds / self.dt + 0.5)
+        self._in_flight = deque()
+        self._noise = conditions.noise_std or (0.0, 0.0)
+        self._rng = noise_rng(seed)
+        latency = self._delay_steps * self.dt
+        return {'seed': seed, 'randomized': rand is not None, **factors,
+                'latency_s': latency, 'extra_latency_periods': int(extra),
+                'latency_periods': round(latency / period, 6),
+                'position_noise': self._noise[0], 'velocity_noise': self._noise[1]}
 
     def set_limp(self, limp) -> None:
         """Joints whose servo has torque off: their velocity servo exerts no force, so a
@@ -84,7 +120,12 @@ class Physics:
             self._extra_v[index - self.n_twin] = 0.0
 
     def step(self, command: np.ndarray) -> None:
-        """One physics step with joint velocity commands, rad/s."""
+        """One physics step with joint velocity commands, rad/s, applied after the
+        latency (whole physics steps; the motors hold the previous one meanwhile)."""
+        self._in_flight.append(np.array(command, float))
+        if len(self._in_flight) > self._delay_steps:
+            self._applied = self._in_flight.popleft()
+        command = self._applied
         self.data.ctrl[:self.n_twin] = command[:self.n_twin]
         mujoco.mj_step(self.model, self.data)
         self._extra_v[:] = command[self.n_twin:]
@@ -97,6 +138,17 @@ class Physics:
     def velocities(self):
         return np.concatenate([self.data.qvel[self._dadr], self._extra_v])
 
+    def readings(self):
+        """Positions and velocities as the servos report them: with the configured
+        noise (the truth stays in positions() and velocities())."""
+        q, v = self.positions(), self.velocities()
+        position_std, velocity_std = self._noise
+        if position_std:
+            q = q + self._rng.normal(0.0, position_std, q.shape)
+        if velocity_std:
+            v = v + self._rng.normal(0.0, velocity_std, v.shape)
+        return q, v
+
     def efforts(self):
         return np.concatenate([self.data.actuator_force[:self.n_twin],
                                np.zeros_like(self._extra_v)])
@@ -106,8 +158,9 @@ class EmulatorServer:
     """Servos on a pty; see the module docstring. ``serve()`` runs until quit or signal."""
 
     def __init__(self, link, ids=(1, 2, 3), baud=1_000_000, faults: Faults | None = None,
-                 real_time_factor=1.0, control=None, seed=0):
-        """``control``: (input fd, output fd) of a JSON-lines control channel, or None."""
+                 real_time_factor=1.0, control=None, seed=0, conditions=None):
+        """``control``: (input fd, output fd) of a JSON-lines control channel, or None.
+        ``conditions``: TwinConditions for the physics, drawn with ``seed``."""
         if real_time_factor <= 0:
             raise ValueError(f'real_time_factor must be > 0, got {real_time_factor}')
         self.link, self.baud, self.rtf = str(link), int(baud), float(real_time_factor)
@@ -117,7 +170,7 @@ class EmulatorServer:
             if servo_id in self.servos:
                 self.servos[servo_id].raise_hardware_error(bits)
         self.order = list(self.servos)
-        self.physics = Physics(len(self.order))
+        self.physics = Physics(len(self.order), conditions, seed)
         self.control = control
         self.rng = random.Random(seed)
         self.reader = p.PacketReader()
@@ -252,8 +305,7 @@ class EmulatorServer:
         return units.raw_to_velocity(np.array(raw, float))
 
     def _refresh_present(self):
-        q = self.physics.positions()
-        v = self.physics.velocities()
+        q, v = self.physics.readings()
         amps = self.physics.efforts() / TORQUE_CONSTANT
         tick = int(self.physics.time * 1000) % 32768
         for k, servo in enumerate(self.servos.values()):
@@ -526,7 +578,8 @@ class EmulatorServer:
                 'velocity': float(self.physics.velocities()[k])}
         return {'counts': dict(self.counts), 'sim_time': self.sim_time(),
                 'loop_gap_max': self.loop_gap_max,
-                'plugged': self.master is not None, 'servos': servos}
+                'plugged': self.master is not None, 'servos': servos,
+                'twin': self.physics.drawn}
 
     def _op_unplug(self, message):
         self.unplug()
@@ -568,7 +621,18 @@ def server_from_args(args) -> EmulatorServer:
         apply_fault(faults, text)
     return EmulatorServer(args.link, args.ids, args.baud, faults, args.real_time_factor,
                           control=(sys.stdin.fileno(), sys.stdout.fileno()) if args.control
-                          else None, seed=args.seed)
+                          else None, seed=args.seed, conditions=conditions_from_args(args))
+
+
+def conditions_from_args(args) -> TwinConditions:
+    """The Emulator handle's JSON (if any), with the flags on top; UsageError if bad."""
+    base = NOMINAL
+    if getattr(args, 'conditions_json', None):
+        try:
+            base = TwinConditions.from_dict(json.loads(args.conditions_json))
+        except (ValueError, TypeError, AttributeError) as e:
+            raise UsageError(f'--conditions-json: {e}') from None
+    return from_arguments(args, base)
 
 
 def ready_message(server) -> dict:
@@ -590,7 +654,8 @@ def run(args, announce=print) -> int:
             srv.send_control(ready_message(srv))
         else:
             announce(f'Dynamixel emulator: ids {list(srv.servos)} at {srv.baud} bit/s on '
-                     f'{srv.pty_name}, linked at {srv.link} (Ctrl-C to stop)')
+                     f'{srv.pty_name}, linked at {srv.link} (Ctrl-C to stop); twin '
+                     f'conditions: {json.dumps(srv.physics.drawn)}')
     # Ctrl-C, a kill and a hang-up end the loop between passes (select wakes at least every
     # MAX_IDLE), never by an exception raised wherever the loop happens to be; the link is
     # removed on the way out. SIGUSR1 prints every thread's stack, for a stop that hangs.
@@ -614,6 +679,9 @@ def main(argv=None) -> int:
         return run(args)
     except FaultError as e:
         parser.error(str(e))
+    except UsageError as e:
+        print(f'{parser.prog}: error: {e}', file=sys.stderr)
+        return 2
 
 
 if __name__ == '__main__':
