@@ -105,6 +105,9 @@ OPERATOR_DELAY = 2.0
 """Wall s the arm sits in HOLD or ESTOP before this soak's operator sends it on (after a
 fault the actor holds the arm for a person, as it should)."""
 DISK_MB = 64
+DIAG_KEYS = {'/learner_node': 'learner', '/actor_node': 'actor', '/command_guard': 'guard',
+             '/twin_node': 'twin'}
+"""The watched nodes' statuses on /diagnostics, by their names' prefix."""
 
 
 # ---------------------------------------------------------------------------- the network
@@ -140,10 +143,7 @@ class Network:
         self.services = {name: n.create_client(Trigger, f'/actor_node/{name}')
                          for name in ('estop_release', 'resume', 'reset')}
         self.operator = Counter()
-        for key, node in (('learner', 'learner_node'), ('actor', 'actor_node'),
-                          ('guard', 'command_guard'), ('twin', 'twin_node')):
-            n.create_subscription(DiagnosticArray, f'/{node}/diagnostics',
-                                  lambda msg, key=key: self._on_diag(key, msg), U.QOS_DIAG)
+        n.create_subscription(DiagnosticArray, U.DIAGNOSTICS, self._on_diag, U.QOS_DIAG)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(n)
         self._closing = threading.Event()
@@ -228,13 +228,18 @@ class Network:
             self.done['replay_policy'] += 1
         return True
 
-    def _on_diag(self, key, msg):
+    def _on_diag(self, msg):
+        """Every node shares /diagnostics: a status is filed under the node its name
+        begins with."""
         values = U.diag_dict(msg)
         with self.lock:
             for name, v in values.items():
-                self.diag[(key, name.rsplit(': ', 1)[-1])] = v
+                node, _, part = name.partition(': ')
+                key = DIAG_KEYS.get(node)
+                if key is not None:
+                    self.diag[(key, part)] = v
             progress = self.diag.get(('learner', 'progress'))
-        if key == 'learner' and progress:
+        if progress:
             version = int(progress.get('version', -1))
             if not self.versions or self.versions[-1][1] != version:
                 self.versions.append((time.monotonic(), version))

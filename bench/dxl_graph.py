@@ -48,7 +48,7 @@ def main(argv=None):
         domain = G.free_domain_id()
         probe = Probe(domain)
         for key in ('actor_node', 'dxl_driver_node', 'learner_node'):
-            probe.watch(key, f'/{key}/diagnostics')
+            probe.watch(key)
         exe = Path(sys.executable).with_name('trpo-robot')
         cmd = [str(exe), 'learn', '--robot', 'dxl', '--port', str(emulator.link),
                '--dxl-config', str(_bus_file(folder)), '--steps', str(args.steps),

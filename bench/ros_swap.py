@@ -67,7 +67,7 @@ def main():
     probe = Probe(domain)
     try:
         probe.listen('swaps', Float64MultiArray, '/actor_node/swaps', U.QOS_DIAG)
-        probe.watch('actor', '/actor_node/diagnostics')
+        probe.watch('actor', 'actor_node')
         pub = probe.node.create_publisher(UInt8MultiArray, rp.policy_topic, U.QOS_POLICY)
         G.wait_for(lambda: pub.get_subscription_count(), 30, what='the actor')
         rows = []

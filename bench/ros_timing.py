@@ -4,7 +4,7 @@ twin_node (real time: the 8 ms driver period is 8 ms of wall time), actor_node a
 learner_node run as processes, the learner with a small batch so that it updates every few
 seconds; --hog adds a process that runs TRPO updates back to back (one torch thread), i.e.
 a core saturated by learning, as on a 2-core learning machine. After a warm-up the actor's
-timing is reset through its ~/reset_timing service and read from ~/diagnostics at the end:
+timing is reset through its ~/reset_timing service and read from /diagnostics at the end:
 per-tick lateness (joint_states in -> command out) p50/p99/max, transport (driver publish
 -> actor), overruns (driver periods without a command); plus the twin's receive-timeout
 stops. Run once with and once without SCHED_FIFO; --hog 2 saturates both cores of a
@@ -92,7 +92,7 @@ def main():
     probe = Probe(domain)
     try:
         for key in ('actor', 'twin', 'learner'):
-            probe.watch(key, f'/{key}_node/diagnostics')
+            probe.watch(key, f'{key}_node')
         G.wait_for(lambda: int((probe.diag('actor', 'control') or {}).get('episodes', 0)) >= 1,
                    60, what='the first episode')
         time.sleep(args.warmup)

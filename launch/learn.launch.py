@@ -18,7 +18,8 @@ trpo_robot/ros/plan.py, which `trpo-robot learn` reads too.
 import os
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler
+from launch.event_handlers import OnProcessExit
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
@@ -122,9 +123,30 @@ def _nodes(context):
         learner=results, driver_params={'port': arg['port']} if arg['port'] else {},
         policy=os.path.abspath(arg['policy']) if arg['policy'] else '',
         validation_override=arg['validation_override'] == 'true')
-    return [Node(package=PACKAGE, executable=s.executable, name=s.name, namespace=s.namespace,
-                 parameters=[*s.param_files, s.params], remappings=list(s.remaps.items()),
-                 output='screen', emulate_tty=True) for s in plan.on_host(specs, arg['only'])]
+    actions = []
+    for s in plan.on_host(specs, arg['only']):
+        node = Node(package=PACKAGE, executable=s.executable, name=s.name,
+                    namespace=s.namespace, parameters=[*s.param_files, s.params],
+                    remappings=list(s.remaps.items()), output='screen', emulate_tty=True)
+        actions.append(node)
+        if s.role == 'actor':
+            actions.append(RegisterEventHandler(OnProcessExit(target_action=node,
+                                                              on_exit=_refused)))
+    return actions
+
+
+class Refused(RuntimeError):
+    """Raised from an event handler: launch then shuts down and exits 1, as for a plan
+    error, instead of running the rest of the graph without its actor."""
+
+
+def _refused(event, context):
+    """An actor that exits 2 refused to start (a parameter, or the sim-first gate on a real
+    arm): nothing the rest of the graph does helps, so the launch ends, pointing at why."""
+    if event.returncode == 2:
+        raise Refused(f'{event.action.name} refused to start (exit 2): its error line is '
+                      'above')
+    return []
 
 
 def _arms(text):

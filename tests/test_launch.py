@@ -272,6 +272,24 @@ def test_a_graph_the_plan_cannot_build_stops_the_launch_and_says_why(args, said,
 
 
 @needs_launch
+def test_a_real_arm_without_a_validated_policy_ends_the_launch_with_what_to_run(tmp_path,
+                                                                                prefix, ros2):
+    """use_sim:=false is hardware: the actor refuses to start without policy:= (the
+    sim-first gate, test_ros_gate.py), and the launch ends instead of running on without it."""
+    launch = Launch(ros2, launch_env(tmp_path, prefix), tmp_path, 'learn.launch.py',
+                    ['robot:=ur5', 'use_sim:=false', f'out:={tmp_path / "run"}'])
+    try:
+        code = launch.proc.wait(120)
+    finally:
+        launch.close()
+    text = launch.output()
+    assert code == 1, text
+    assert 'actor_node: error: on hardware the actor starts only from a validated policy' \
+        in text and 'trpo-robot validate --checkpoint' in text, text
+    assert 'refused to start (exit 2)' in text and 'Traceback' not in text, text
+
+
+@needs_launch
 def test_every_node_console_script_is_an_executable_of_the_package(prefix):
     """launch_ros finds executables in <prefix>/lib/trpo_robot; every *_node console
     script must be there (tools/ament_develop.py or colcon puts them there)."""

@@ -2,7 +2,6 @@
 blobs on /policy and on the episode topic are refused and counted, and the graph goes on
 learning as if they had never been sent.
 """
-from diagnostic_msgs.msg import DiagnosticArray
 import pytest
 from ros_support import Graph
 from std_msgs.msg import UInt8MultiArray
@@ -38,7 +37,7 @@ def test_forged_unsigned_and_replayed_blobs_are_refused_and_the_graph_goes_on(gr
     g.probe.listen('policies', UInt8MultiArray, '/policy', U.QOS_POLICY)
     g.probe.listen('episodes', UInt8MultiArray, '/actor_node/episodes', U.qos_episodes(32))
     for key in ('actor', 'learner'):
-        g.probe.listen(key, DiagnosticArray, f'/{key}_node/diagnostics', U.QOS_DIAG)
+        g.probe.watch(key, f'{key}_node')
     g.wait(lambda: g.probe.got('policies') and g.probe.got('episodes'), 150,
            'a policy and an episode on the topics')
     old = bytes(g.probe.got('policies')[0][1].data)

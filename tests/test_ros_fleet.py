@@ -1,18 +1,21 @@
 """A fleet across real processes: two twin arms, each in its namespace with its own twin,
 guard and actor, feeding one learner (the graph of trpo_robot/ros/plan.py with arms=2).
-Episodes of the two arms are never confused, a dead arm does not stop the other or the
-learning, and a learner killed with SIGKILL resumes every arm's sequence from its
-checkpoint, learning no episode twice.
+Episodes of the two arms are never confused, nor are their reports on the one /diagnostics
+topic; a dead arm does not stop the other or the learning, and a learner killed with
+SIGKILL resumes every arm's sequence from its checkpoint, learning no episode twice.
 """
 import csv
 from pathlib import Path
 import signal
 
+from diagnostic_msgs.msg import DiagnosticArray
 import pytest
 from ros_support import fleet_files
 
 from trpo_robot.ros import graph as G
+from trpo_robot.ros import node_utils as U
 from trpo_robot.ros import plan
+from trpo_robot.ros.monitor import Probe
 from trpo_robot.ros.params import task_dims
 from trpo_robot.store import EpisodeStore
 from trpo_robot.trpo import checkpoint as ck
@@ -30,8 +33,10 @@ class Fleet:
         self.rp, self.lp, robot_yaml, learner_yaml = fleet_files(
             folder, episode_dir=str(self.folder / 'episodes'))
         self.specs = {s.fqn: s for s in plan.learning_graph(robot_yaml, learner_yaml, arms=2)}
-        self.env = G.ros_env(G.free_domain_id())
+        domain = G.free_domain_id()
+        self.env = G.ros_env(domain)
         self.procs = {}
+        self.probe = Probe(domain)
         try:
             for fqn in self.specs:
                 self.start(fqn)
@@ -68,6 +73,7 @@ class Fleet:
         return meta['policy_version'], meta.get('extra', {}).get('consumed', {})
 
     def close(self):
+        self.probe.close()
         G.stop_all(plan.stop_order(list(self.procs.values())), timeout=15.0)
 
 
@@ -84,8 +90,12 @@ def _count(fleet, arm):
 
 def test_two_arms_feed_one_learner_and_survive_a_dead_arm_and_a_killed_learner(fleet):
     f = fleet
+    f.probe.listen('all', DiagnosticArray, U.DIAGNOSTICS, U.QOS_DIAG)
+    for arm in ACTORS:
+        f.probe.watch(arm)
     f.wait(lambda: _count(f, 1) >= 2 and _count(f, 2) >= 2 and f.checkpoint()[0] >= 1, 240,
            'both arms recording and a first update')
+    _every_node_reports_on_one_topic_by_name(f)
 
     # A dead arm: its twin killed, the other arm and the learning go on.
     f.procs['/arm1/twin_node'].send(signal.SIGKILL)
@@ -93,6 +103,7 @@ def test_two_arms_feed_one_learner_and_survive_a_dead_arm_and_a_killed_learner(f
     f.wait(lambda: _count(f, 2) >= arm2 + 3 and f.checkpoint()[0] > version, 180,
            'arm 2 recording and the learner updating without arm 1')
     assert f.procs['/arm1/actor_node'].alive() and f.procs['/arm2/actor_node'].alive()
+    _only_the_dead_arm_says_so(f, int(_control(f, ACTORS[1])['episodes']))
 
     # A learner killed outright resumes both arms' sequences from its checkpoint.
     f.procs['/learner_node'].send(signal.SIGKILL)
@@ -107,6 +118,40 @@ def test_two_arms_feed_one_learner_and_survive_a_dead_arm_and_a_killed_learner(f
 
     _each_episode_is_its_own_arms(f)
     _no_episode_learned_twice(f)
+
+
+def _control(f, actor):
+    return f.probe.diag(actor, 'control') or {}
+
+
+def _every_node_reports_on_one_topic_by_name(f):
+    """Each node's statuses reach /diagnostics named '<its fully qualified name>: <part>'
+    and about a device of its own arm (hardware_id)."""
+    def names():
+        return {s.name: s.hardware_id for _, m in f.probe.got('all') for s in m.status}
+    nodes = set(f.specs)  # /arm1/twin_node, /arm1/command_guard, ..., /learner_node
+    f.wait(lambda: nodes <= {n.split(': ')[0] for n in names()}, 60,
+           f'a status from each of {sorted(nodes)} on /diagnostics')
+    heard = names()
+    assert all(': ' in name and heard[name] for name in heard), heard
+    for arm in ('arm1', 'arm2'):
+        other = 'arm2' if arm == 'arm1' else 'arm1'
+        ids = {heard[n] for n in heard if n.startswith(f'/{arm}/')}
+        assert ids and not any(other in i for i in ids), (arm, ids)
+
+
+def _only_the_dead_arm_says_so(f, arm2_episodes):
+    """Told apart by namespace on the shared topic: arm 1's actor reports its twin's
+    silence and takes no step more (none can be taken without joint_states), while arm
+    2's reports episode after episode."""
+    f.wait(lambda: int(_control(f, ACTORS[0]).get('stalls', 0)) >= 1, 60,
+           "arm 1's actor reporting its stalled driver")
+    steps = _control(f, ACTORS[0])['steps']
+    heard = len(f.probe.got(ACTORS[0]))
+    f.wait(lambda: int(_control(f, ACTORS[1]).get('episodes', 0)) > arm2_episodes + 1, 60,
+           "arm 2's actor reporting new episodes")
+    f.wait(lambda: len(f.probe.got(ACTORS[0])) > heard, 30, "arm 1's actor still reporting")
+    assert _control(f, ACTORS[0])['steps'] == steps
 
 
 def _each_episode_is_its_own_arms(f):

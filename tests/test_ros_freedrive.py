@@ -26,7 +26,7 @@ def graph(tmp_path):
                        U.QOS_STATE_SUB)
         g.probe.listen('joints', JointState, '/joint_states', U.QOS_STATE_SUB)
         g.probe.listen('freedrive', Bool, FREEDRIVE, U.QOS_COMMAND)
-        g.probe.watch('twin', '/twin_node/diagnostics')
+        g.probe.watch('twin', 'twin_node')
         yield g
     finally:
         g.close()
@@ -117,7 +117,7 @@ def test_the_twin_leaves_freedrive_when_the_keepalive_stops(tmp_path):
               robot_params={'real_time_factor': 4.0, 'diagnostics_period': 0.25})
     try:
         g.probe.listen('joints', JointState, '/joint_states', U.QOS_STATE_SUB)
-        g.probe.watch('twin', '/twin_node/diagnostics')
+        g.probe.watch('twin', 'twin_node')
         enable = g.probe.node.create_publisher(Bool, FREEDRIVE, U.QOS_COMMAND)
         command = g.probe.node.create_publisher(
             Float64MultiArray, '/forward_velocity_controller/commands', U.QOS_COMMAND)

@@ -2,7 +2,6 @@
 plan sets it for every driver but the twin) the actor starts only from a checkpoint with a
 passing validation record for its weights and config, and refuses a new version that
 leaves the trust region. The twin stands in for the arm here; the actor cannot tell."""
-from diagnostic_msgs.msg import DiagnosticArray
 import pytest
 from ros_support import Graph
 from std_msgs.msg import UInt8MultiArray
@@ -85,7 +84,7 @@ def test_a_gated_actor_acts_the_validated_policy_and_refuses_a_leap(tmp_path, tr
         'require_validation': True, 'policy_checkpoint': str(trained),
         'real_time_factor': 2.0}, learner_params={'resume': str(trained)})
     try:
-        g.probe.listen('actor', DiagnosticArray, '/actor_node/diagnostics', U.QOS_DIAG)
+        g.probe.watch('actor', 'actor_node')
         policy = g.probe.node.create_publisher(UInt8MultiArray, '/policy', U.QOS_POLICY)
 
         def diag(field):

@@ -5,7 +5,6 @@ Dynamixel twin, which has the shortest episodes (2 s), sped up by the real-time 
 """
 import signal
 
-from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 import pytest
 from ros_support import Graph
@@ -37,10 +36,8 @@ def make_graph(tmp_path):
 
 
 def _watch(g, *keys):
-    topics = {'actor': '/actor_node/diagnostics', 'learner': '/learner_node/diagnostics',
-              'twin': '/twin_node/diagnostics'}
     for key in keys:
-        g.probe.listen(key, DiagnosticArray, topics[key], U.QOS_DIAG)
+        g.probe.watch(key, f'{key}_node')
 
 
 def _value(g, key, status, field, cast=float, default=-1):

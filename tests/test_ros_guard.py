@@ -52,7 +52,7 @@ def _graph(graphs, folder, nodes, **robot):
     graphs.append(g)
     g.probe.listen('joints', JointState, '/joint_states', U.QOS_STATE_SUB)
     for key in ('twin_node', 'command_guard', 'actor_node'):
-        g.probe.watch(key, f'/{key}/diagnostics')
+        g.probe.watch(key)
     g.wait(lambda: g.probe.got('joints'), 30, 'joint_states at the probe')
     return g
 

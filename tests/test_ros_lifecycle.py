@@ -33,7 +33,7 @@ def make_graph(tmp_path):
         g.probe.listen('cmd', Float64MultiArray, '/forward_velocity_controller/commands',
                        U.QOS_STATE_SUB)
         g.probe.listen('joints', JointState, '/joint_states', U.QOS_STATE_SUB)
-        g.probe.watch('actor', '/actor_node/diagnostics')
+        g.probe.watch('actor', 'actor_node')
         # Both volatile streams flowing to the probe before any test acts on the arm.
         g.matched('cmd', 'joints', 'actor')
         g.heard('joints')

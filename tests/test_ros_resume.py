@@ -30,8 +30,8 @@ def _start(folder, store_dir, ck_dir, **learner):
               learner_params={'trpo.batch_steps': 150, 'checkpoint_every': 1,
                               'checkpoint_dir': str(ck_dir), **learner})
     g.probe.listen('episodes', UInt8MultiArray, '/actor_node/episodes', U.qos_episodes(32))
-    g.probe.watch('actor', '/actor_node/diagnostics')
-    g.probe.watch('learner', '/learner_node/diagnostics')
+    g.probe.watch('actor', 'actor_node')
+    g.probe.watch('learner', 'learner_node')
     return g
 
 
@@ -108,7 +108,7 @@ def test_kill_9_the_actor_the_guard_stops_the_arm_and_a_new_actor_continues(tmp_
     store_dir, ck_dir = tmp_path / 'episodes', tmp_path / 'checkpoint'
     store = EpisodeStore(store_dir)
     g = _start(tmp_path / 'run', store_dir, ck_dir)
-    g.probe.watch('guard', '/command_guard/diagnostics')
+    g.probe.watch('guard', 'command_guard')
     try:
         g.wait(lambda: _value(g, 'learner', 'progress', 'version') >= 2, 300,
                'learner version 2')

@@ -185,7 +185,7 @@ def test_validate_fails_with_what_to_change(trained, tmp_path, capsys):
     marks = _marks(tmp_path, success_rate_min=1.0, final_distance_p90_max=0.001)
     assert _validate(trained, marks, '--no-pictures') == 1
     out = capsys.readouterr().out
-    assert 'FAILED' in out and 'FAIL  -> train longer' in out
+    assert 'FAILED' in out and 'FAIL  -> train longer' in out and '--randomize' not in out
     rec = json.loads((trained / R.RECORD).read_text())
     assert rec['passed'] is False and 'nominal:success_rate_min' in rec['failed']
     with pytest.raises(R.GateError, match='failed validation'):
@@ -246,3 +246,61 @@ def test_fuzz_finds_a_shield_that_lets_speed_through():
     finally:
         env.close()
     assert fuzz.command_over_speed > 0 and fuzz.command_over_acceleration > 0
+
+
+def test_a_mark_failed_only_under_latency_says_to_train_under_latency():
+    from trpo_robot.validation import report
+    from trpo_robot.validation.runner import FuzzFigures
+    good = {'success_rate': 1.0, 'final_distance_p90': 0.01}
+    figures = {'nominal': good, 'randomized': good, 'noise': good,
+               'latency': {'success_rate': 0.5, 'final_distance_p90': 0.01}}
+    marks = {c: {'success_rate_min': 0.8, 'final_distance_p90_max': 0.05}
+             for c in report.CONDITIONS}
+    checks = report.judge(figures, FuzzFigures(), marks)
+    failed = [c for c in checks if not c.ok]
+    assert [(c.condition, c.mark) for c in failed] == [('latency', 'success_rate_min')]
+    assert '--latency' in failed[0].hint
+    figures['nominal'] = figures['latency']
+    hints = {c.condition: c.hint for c in report.judge(figures, FuzzFigures(), marks)
+             if not c.ok}
+    assert hints['latency'].startswith('train longer'), hints
+
+
+def test_the_twin_flags_set_what_validate_widens(trained, tmp_path, capsys):
+    """--latency 0.05 is what the arm is expected to meet: the latency condition is that
+    plus two periods, and the record says what was expected."""
+    marks = _marks(tmp_path, success_rate_min=0.0, final_distance_p90_max=10.0)
+    assert _validate(trained, marks, '--no-pictures', '--latency', '0.05', '--randomize') == 0
+    out = capsys.readouterr().out
+    assert 'latency: latency 70 ms (+2 periods)' in out, out
+    rec = json.loads((trained / R.RECORD).read_text())
+    assert rec['expected_conditions']['latency'] == 0.05
+    assert rec['expected_conditions']['randomization'] is not None
+    assert main(['validate', '--checkpoint', str(trained), '--noise', 'x']) == 2
+
+
+def test_trust_judges_the_network_change_not_the_normaliser_drift():
+    """TRPO bounds the change of the network on the inputs as the old version saw them; a
+    new version whose only change is its normaliser (the learner absorbed a batch) passes,
+    and two honest steps apart pass at twice the distance (KL grows with its square)."""
+    check = TrustCheck(OBS)
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        check.window.add(rng.standard_normal(OBS) * 3 + 2)
+    agent = _agent()
+    running = _loaded(agent, version=5)
+    drifted = _agent().obs_norm
+    drifted.mean, drifted.var = np.full(OBS, 2.0), np.full(OBS, 9.0)
+    info = {'policy_version': 6, 'epoch': 0, 'max_kl': 0.01}
+    assert check.reason_to_refuse(running, agent.snapshot(), drifted, info) is None
+    assert check.last_kl == 0.0
+    step = agent.snapshot()
+    step.layers[-1][1][:] += 0.05
+    one = check.reason_to_refuse(running, step, agent.obs_norm, info)
+    kl_one = check.last_kl
+    two = agent.snapshot()
+    two.layers[-1][1][:] += 0.10
+    assert check.reason_to_refuse(running, two, agent.obs_norm,
+                                  {**info, 'policy_version': 7}) is None
+    assert check.last_kl == pytest.approx(4 * kl_one, rel=1e-6)
+    assert one is None

@@ -181,7 +181,10 @@ def _plain_rendering(env_id, width, height):
 def _is_twin_arm(env) -> bool:
     from trpo_robot.robot.env import ArmEnv
     arm = env.unwrapped
-    return isinstance(arm, ArmEnv) and hasattr(arm.backend, 'model')
+    if not isinstance(arm, ArmEnv):
+        return False
+    from trpo_robot.twin.backend import MujocoBackend  # cheap: make_env builds arms on it
+    return isinstance(arm.backend, MujocoBackend)
 
 
 def _make_rgb_env(env_id, width, height):

@@ -29,7 +29,7 @@ from trpo_robot.hw.control_table import (ALERT_BIT, FAST_READ, hardware_error_na
                                          HEALTH_READ, MIN_WATCHDOG_FIRMWARE, REG,
                                          VELOCITY_MODE)
 from trpo_robot.paths import urdf_path
-from trpo_robot.robot.backend import JointState
+from trpo_robot.robot.backend import Backend, Capabilities, JointState
 from trpo_robot.robot.rate import RateLoop
 from trpo_robot.robot.spec import RobotSpec
 
@@ -58,8 +58,10 @@ def servo_settings(servo, spec: RobotSpec) -> dict:
     return settings
 
 
-class DynamixelBackend:
+class DynamixelBackend(Backend):
     """Velocity-controlled Dynamixel arm (see the module docstring)."""
+
+    capabilities = Capabilities(freedrive=True, lateness=True)
 
     def __init__(self, config: DxlConfig, spec: RobotSpec | None = None, *, connect=True,
                  time_scale: float = 1.0):

@@ -13,7 +13,7 @@ import time
 import gymnasium as gym
 import numpy as np
 
-from .backend import Backend, BackendFault
+from .backend import Backend, BackendFault, check_backend
 from .shield import Intervention, SafetyShield, ShieldConfig
 from .spec import RobotSpec
 from .tasks import Task
@@ -66,6 +66,7 @@ class ArmEnv(gym.Env):
             raise ValueError("render_mode 'rgb_array' needs a backend that can draw itself "
                              '(the MuJoCo twin); a real arm has no picture to give')
         self.render_mode, self._renderer = render_mode, renderer
+        check_backend(backend)
         self.backend, self.task = backend, task
         if tuple(backend.joint_names) != tuple(spec.joint_names):
             raise ValueError(f'backend joints {backend.joint_names} differ from the URDF '
@@ -88,7 +89,7 @@ class ArmEnv(gym.Env):
         self._state = None
         self.step_wall_s = 0.0
         """Wall-clock cost of the last step (kept out of info, which must be deterministic)."""
-        self.drive_resets = not hasattr(backend, 'reset_state')
+        self.drive_resets = not backend.capabilities.teleport
         """Reset by moving the arm through the shield (a real arm, a ROS twin) instead of
         teleporting it (a simulator in this process)."""
         self.reset_seconds = 0.0
@@ -113,10 +114,9 @@ class ArmEnv(gym.Env):
         """
         super().reset(seed=seed)
         self.aborted = None
-        if seed is not None and hasattr(self.backend, 'reseed_noise'):
+        if seed is not None:
             self.backend.reseed_noise(seed)
-        if hasattr(self.backend, 'redraw'):
-            self.backend.redraw(seed)
+        self.backend.redraw(seed)
         if not (options or {}).get('in_place', False):
             self._move_to_start()
         self.shield.reset()
@@ -127,7 +127,7 @@ class ArmEnv(gym.Env):
         state = self._state = self.backend.read()
         ee = self._kin.position(np.asarray(state.position, float)).copy()
         info = {'target': self._target.copy()}
-        if getattr(self.backend, 'drawn', None):
+        if self.backend.drawn:
             info['twin'] = self.backend.drawn
         return self._observe(state, ee), info
 
@@ -161,7 +161,7 @@ class ArmEnv(gym.Env):
                 'interventions': int(flags), 'intervention_names': _names(flags),
                 'sent_command': sent.copy(),
                 'timing': {'episode_time': self._steps * self.dt, 'dt': self.dt,
-                           'lateness': float(getattr(self.backend, 'lateness', 0.0))},
+                           'lateness': float(self.backend.lateness)},
                 'target': self._target.copy()}
         self.step_wall_s = time.perf_counter() - t0
         return self._observe(state, ee), float(sum(terms.values())), False, truncated, info
@@ -213,7 +213,7 @@ class ArmEnv(gym.Env):
     def _move_to_start(self):
         self.backend.stop()
         start = self.start_pose()
-        if hasattr(self.backend, 'reset_state') and not self.drive_resets:
+        if self.backend.capabilities.teleport and not self.drive_resets:
             self.backend.reset_state(start)
         else:
             self.reset_seconds = self.drive_to(start)
@@ -244,8 +244,7 @@ class ArmEnv(gym.Env):
         q[self.act_idx] = self._center + self._amplitude * np.sin(
             self.task.target_speed * t + self._phase)
         self._target = self._kin.position(q).copy()
-        if hasattr(self.backend, 'set_target'):
-            self.backend.set_target(self._target)
+        self.backend.set_target(self._target)
 
     def _reward_terms(self, ee, action):
         diff = ee - self._target

@@ -202,7 +202,8 @@ class EpisodeLifecycle:
             mapper = TeleopMapper(mapping, shield.velocity_limit, joints=env.act_idx,
                                   clock=backend.now, joint_names=backend.joint_names,
                                   stop_step=shield.acceleration_limit * shield.period)
-        kwargs.setdefault('freedrive', getattr(backend, 'set_freedrive', None))
+        kwargs.setdefault('freedrive', backend.set_freedrive
+                          if backend.capabilities.freedrive else None)
         return cls(shield, config, clock=backend.now, start_pose=env.start_pose,
                    mapper=mapper, linked_shields=(agent,),
                    handover=lambda: agent.last_sent, **kwargs)

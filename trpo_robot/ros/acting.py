@@ -340,10 +340,7 @@ class Actor:
             command = lc.tick(self.backend.read())
             if command is not None:
                 self.backend.send_velocity(command)
-            if hasattr(self.backend, 'advance_untimed'):
-                self.backend.advance_untimed()
-            else:
-                self.backend.advance(self.backend.period)
+            self.backend.advance_untimed()
         except BackendFault as fault:
             self._fault(fault, stop, idle)
 
@@ -433,8 +430,7 @@ class Actor:
             raw, info = self._reset(env)
         # An in-process twin says what it drew for this episode; in the graph, the twin's.
         self._twin = info.get('twin', self.twin_heard)
-        if hasattr(self.backend, 'resync'):
-            self.backend.resync()
+        self.backend.resync()
         self.stats.phase = 'acting'
         recorder = EpisodeRecorder()
         policy, ret, info = self.policy, 0.0, {}
@@ -478,7 +474,7 @@ class Actor:
                 pending_event = self._swap(step_in_episode=step)
                 policy = self.policy
             obs, act, logp = policy.act(raw, self.rng)
-            overruns = getattr(self.backend, 'overruns', 0)
+            overruns = self.backend.overruns
             next_raw, reward, terminated, truncated, info = env.step(
                 np.clip(act, self._low, self._high))
             if pending_event is not None:
@@ -536,8 +532,9 @@ class Actor:
 
     def _report_swap(self, event, overruns_before):
         new, previous, swapped, step = event
-        missed = getattr(self.backend, 'overruns', 0) - overruns_before
-        first = getattr(self.backend, 'last_send_wall', swapped)
+        missed = self.backend.overruns - overruns_before
+        sent = self.backend.last_send_wall
+        first = swapped if sent is None else sent  # None: the backend does not know
         self.on_swap(SwapEvent(new.version, previous, new.received, new.built, swapped, first,
                                step, missed))
 

@@ -3,7 +3,7 @@
 ArmEnv over a RosBackend (so every command passes the SafetyShield), driven by a control
 thread of its own; the executor spins in another thread and only decodes, validates and
 builds received policies, which the control thread swaps in by one reference at the next
-episode boundary (or tick). Finished episodes leave on ~/episodes; ~/diagnostics says how
+episode boundary (or tick). Finished episodes leave on ~/episodes; /diagnostics says how
 the timing, the safety shield and the learner are doing. If the learner goes quiet the
 actor keeps acting on the last good policy and says so. Commands go to the command guard
 (guard_node, its own process), which zeroes them when this process dies or hangs: the UR
@@ -15,7 +15,6 @@ import json
 from pathlib import Path
 import threading
 
-from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -111,12 +110,12 @@ class ActorNode(Node):
                            teleport=p.teleport, synchronous=p.synchronous,
                            hold_timeout=p.learner_timeout)
         self.actor.outbox = Outbox(self.actor)
-        self.realtime = False
+        self.realtime_priority = 50 if p.realtime else 0  # run_node applies it
         self.last_swap = None
 
         self.pub_episodes = self.create_publisher(UInt8MultiArray, p.episodes_topic,
                                                   U.qos_episodes(p.episode_queue_depth))
-        self.pub_diag = self.create_publisher(DiagnosticArray, '~/diagnostics', U.QOS_DIAG)
+        self.pub_diag = U.diag_publisher(self)
         self.pub_swaps = self.create_publisher(Float64MultiArray, '~/swaps', U.QOS_DIAG)
         self.sub_policy = self.create_subscription(UInt8MultiArray, p.policy_topic,
                                                    self._on_policy, U.QOS_POLICY)
@@ -203,9 +202,6 @@ class ActorNode(Node):
     # -- control thread ------------------------------------------------------------------
 
     def _control(self):
-        if self.p.realtime:
-            self.realtime = U.request_realtime(50, self.get_logger(), 'actor control thread',
-                                               all_threads=True)
         self._wait_driver()
         self.lifecycle = EpisodeLifecycle.for_env(
             self.env, LifecycleConfig(reset_mode=self.p.reset_mode,
@@ -326,11 +322,11 @@ class ActorNode(Node):
             lateness_p50_ms=timing.p50 * 1e3, lateness_p99_ms=timing.p99 * 1e3,
             lateness_max_ms=timing.max * 1e3, transport_p50_ms=transport.p50 * 1e3,
             transport_p99_ms=transport.p99 * 1e3, transport_max_ms=transport.max * 1e3,
-            realtime=self.realtime, bad_joint_states=b.bad_states, stalls=b.stalls,
+            realtime=U.is_realtime(self.thread), bad_joint_states=b.bad_states, stalls=b.stalls,
             guard_losses=b.guard_losses,
             teleport_fallbacks=s.teleport_fallbacks, publish_failures=s.publish_failures,
             stored=s.stored, store_failures=s.store_failures, sequence=self.actor.sequence,
-            reset_ticks=getattr(b, 'reset_ticks', 0), teleports=s.teleports,
+            reset_ticks=b.reset_ticks, teleports=s.teleports,
             freedrive=b.freedrive, synchronous=self.actor.synchronous,
             held_for_updates=s.held_for_updates, held_s=s.held_seconds)
         level = U.OK if s.aborted == 0 and b.stalls == 0 and s.store_failures == 0 else U.WARN

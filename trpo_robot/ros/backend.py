@@ -24,6 +24,7 @@ Timing figures, per tick: ``lateness`` from the joint_states message entering th
 process adds), ``transport`` from the driver's publish (DDS source timestamp) to that
 receipt, and ``overruns`` (driver periods that passed without a command from us).
 """
+from dataclasses import replace
 import time
 
 import numpy as np
@@ -31,11 +32,12 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState as JointStateMsg
 from std_msgs.msg import Bool, Float64MultiArray
 
-from trpo_robot.robot.backend import BackendFault, JointState
+from trpo_robot.robot.backend import Backend, BackendFault, Capabilities, JointState
 from trpo_robot.robot.follow import FollowWatchdog
 from trpo_robot.robot.rate import LatenessHistogram, TimingStats
 from trpo_robot.ros import node_utils as U
 from trpo_robot.ros.acting import TeleportUnavailable
+from trpo_robot.ros.rclpy_internals import TakenSubscriptions
 
 FREEDRIVE_KEEPALIVE = 0.5
 """s of the node's clock between freedrive keep-alives. The UR driver's
@@ -101,11 +103,14 @@ class _Ring:
         return float(p50), float(p99)
 
 
-class RosBackend:
+class RosBackend(Backend):
     """``Backend`` over joint_states in and velocity commands out: Float64MultiArray
     straight to the driver's controller, or, through a command guard (``stamped=True``),
     a JointState stamped with the driver time of the state each command answers, so that
     the guard can tell a command decided before it stopped the arm from a new one."""
+
+    capabilities = Capabilities(freedrive=True, lateness=True, overruns=True,
+                                driver_ticks=True)
 
     def __init__(self, node: Node, joint_names, period: float, *, state_topic: str,
                  command_topic: str, stamped: bool = False, stall_timeout: float = 1.0,
@@ -151,7 +156,7 @@ class RosBackend:
         self.overruns = 0
         self.reset_ticks = 0
         self._pub = node.create_publisher(type(self._msg), command_topic, U.QOS_COMMAND)
-        self._sub, self._wait_set = _own_subscription(node, state_topic)
+        self._rx = TakenSubscriptions(node, [(JointStateMsg, state_topic, U.QOS_STATE_SUB)])
         self._freedrive_pub = node.create_publisher(Bool, freedrive_topic, U.QOS_COMMAND)
         self.freedrive = False
         """A freedrive reset is on: no velocity command is published (see set_freedrive)."""
@@ -265,7 +270,7 @@ class RosBackend:
 
     @property
     def state_topic(self) -> str:
-        return self._sub.topic_name
+        return self._rx.subscriptions[0].topic_name
 
     def command_listeners(self) -> int:
         """Subscribers matched to the command topic (the guard, or the driver)."""
@@ -393,14 +398,8 @@ class RosBackend:
         """Wait up to ``timeout`` s for joint_states, then take every queued one (the
         newest wins). The control thread takes them itself, so no other thread has to
         hand a reading over: waking a thread that needs the GIL cost ~0.2 ms per tick."""
-        ws = self._wait_set
-        ws.clear_entities()
-        ws.add_subscription(self._sub.handle)
-        ws.wait(max(0, int(timeout * 1e9)))
-        while True:
-            taken = self._sub.handle.take_message(self._sub.msg_type, self._sub.raw)
-            if taken is None:
-                return
+        self._rx.wait(timeout)
+        while (taken := self._rx.take()) is not None:
             self._on_state(*taken)
 
     def _on_state(self, msg, info):
@@ -456,8 +455,7 @@ class _GuardWatch:
     is the actor's wait for a guard listener)."""
 
     def __init__(self, node, driver_topic, dof, silence):
-        (self._sub,), _ = U.unserved_subscriptions(
-            node, 'guard_watch', [(Float64MultiArray, driver_topic, U.QOS_COMMAND)])
+        self._rx = TakenSubscriptions(node, [(Float64MultiArray, driver_topic, U.QOS_COMMAND)])
         self._direct = node.create_publisher(Float64MultiArray, driver_topic, U.QOS_COMMAND)
         self.silence, self._zero = silence, [0.0] * dof
         self._relayed = self._last_publish = self._since = 0.0
@@ -474,7 +472,7 @@ class _GuardWatch:
             self._since = now  # commands resume after a pause: the guard gets its time
         self._last_publish = now
         heard = 0
-        while self._sub.handle.take_message(self._sub.msg_type, self._sub.raw) is not None:
+        while self._rx.take() is not None:
             heard += 1
         if heard > self._echoes:  # beyond our own zero: the guard relays (again)
             self._echoes = 0
@@ -493,18 +491,11 @@ class _GuardWatch:
         return True
 
 
-def _own_subscription(node, topic):
-    """joint_states on a subscription no executor serves (node_utils), for the control
-    thread alone."""
-    (sub,), wait_set = U.unserved_subscriptions(
-        node, 'joint_states', [(JointStateMsg, topic, U.QOS_STATE_SUB)])
-    return sub, wait_set
-
-
 class SimRosBackend(RosBackend):
     """RosBackend plus ``reset_state`` through the twin's teleport topic, so ArmEnv resets
     the twin in one driver period instead of driving there (1-2 s of robot time)."""
 
+    capabilities = replace(RosBackend.capabilities, teleport=True)
     RESEND_TICKS = 10
     """Driver periods without effect before a teleport request is sent again."""
     SETTLE_TICKS = 3

@@ -5,7 +5,7 @@ sensor_msgs/JointState on joint_states once per bus cycle (stamped with the syst
 at the instant of the read), joint velocities (std_msgs/Float64MultiArray) on
 forward_velocity_controller/commands, freedrive (std_msgs/Bool) on
 freedrive_mode_controller/enable_freedrive_mode, and diagnostic_msgs/DiagnosticArray on
-~/diagnostics.
+/diagnostics.
 
 One thread owns the serial bus (DynamixelBackend): each cycle it takes the newest command,
 writes it (a held command is written again every cycle, like the UR forward controller),
@@ -20,7 +20,6 @@ without another byte written.
 import threading
 import time
 
-from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
@@ -75,7 +74,7 @@ class DxlDriverNode(Node):
         self.n = len(self.names)
         self.pub_state = self.create_publisher(JointState, p.joint_states_topic,
                                                U.QOS_STATE_PUB)
-        self.pub_diag = self.create_publisher(DiagnosticArray, '~/diagnostics', U.QOS_DIAG)
+        self.pub_diag = U.diag_publisher(self)
         self.create_subscription(Float64MultiArray, p.command_topic, self._on_command,
                                  U.QOS_COMMAND)
         self.create_subscription(Bool, p.freedrive_topic, self._on_freedrive, U.QOS_COMMAND)
@@ -84,6 +83,8 @@ class DxlDriverNode(Node):
         self._msg = JointState()
         self._msg.name = self.names
         self.thread = U.Worker('bus', self._run, self.get_logger())
+        # run_node applies it to every thread: one holding the GIL must not be preempted
+        self.realtime_priority = REALTIME_PRIORITY if p.realtime else 0
         timeout = p.driver_command_timeout
         self.get_logger().info(
             f'Dynamixel arm on {config.port}: servos {list(self.backend.ids)} for joints '
@@ -134,9 +135,6 @@ class DxlDriverNode(Node):
     # -- the bus loop (bus thread) -------------------------------------------------------
 
     def _run(self):
-        if self.p.realtime:  # every thread: one holding the GIL must not be preempted
-            U.request_realtime(REALTIME_PRIORITY, self.get_logger(), 'Dynamixel bus thread',
-                               all_threads=True)
         try:
             self._publish_state()
             stopped = True
@@ -262,7 +260,8 @@ class DxlDriverNode(Node):
         level = U.ERROR if bits else U.WARN if hot else U.OK
         message = ('hardware error' if bits else f'{temperature} deg C, near its limit'
                    if hot else 'ok')
-        return U.status(f'{name}: servo {sid}', values, level, message, f'dynamixel:{sid}')
+        return U.status(f'{name}: servo {sid}', values, level, message,
+                        f'{self.backend.config.port}:dynamixel:{sid}')
 
 
 def main(argv=None):

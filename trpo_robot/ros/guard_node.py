@@ -14,7 +14,6 @@ real-time factor. Started next to the driver by learn.launch.py and `trpo-robot 
 """
 import threading
 
-from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
@@ -24,6 +23,7 @@ from trpo_robot.robot.guard import CommandGuard
 from trpo_robot.robot.spec import RobotSpec
 from trpo_robot.ros import node_utils as U
 from trpo_robot.ros.params import RobotParams
+from trpo_robot.ros.rclpy_internals import TakenSubscriptions
 
 LOG_EVERY = 2.0
 WAIT = 0.1
@@ -56,13 +56,14 @@ class GuardNode(Node):
         self._had_publisher = False
         self.pub = self.create_publisher(Float64MultiArray, p.command_topic, U.QOS_COMMAND)
         # Both streams are taken by the relay thread itself, in order of arrival.
-        self._subs, self._wait_set = U.unserved_subscriptions(self, 'relay', [
+        self._rx = TakenSubscriptions(self, [
             (JointState, p.joint_states_topic, U.QOS_STATE_SUB),
             (JointState, p.guard_topic, U.QOS_COMMAND)])
-        self.sub = self._subs[1]
+        self.sub = self._rx.subscriptions[1]
         self._stopping = threading.Event()
         self.thread = U.Worker('relay', self._relay, self.get_logger())
-        self.pub_diag = self.create_publisher(DiagnosticArray, '~/diagnostics', U.QOS_DIAG)
+        self.realtime_priority = GUARD_PRIORITY if p.realtime else 0  # run_node applies it
+        self.pub_diag = U.diag_publisher(self)
         self.create_timer(p.diagnostics_period, self._publish_diagnostics,
                           clock=U.steady_clock())
         self._msg = Float64MultiArray()
@@ -74,9 +75,6 @@ class GuardNode(Node):
 
     def start(self):
         self.thread.start()
-        if self.p.realtime:
-            U.request_realtime(GUARD_PRIORITY, self.get_logger(), 'command guard',
-                               all_threads=True)
 
     def failed(self):
         return self.thread.error is not None
@@ -95,7 +93,8 @@ class GuardNode(Node):
     def _relay(self):
         handlers = (self._on_state, self._on_command)
         while not self._stopping.is_set():
-            for _, kind, msg in U.wait_and_take(self._subs, self._wait_set, WAIT):
+            self._rx.wait(WAIT)
+            for _, kind, msg in self._rx.take_all():
                 handlers[kind](msg)
 
     def _on_command(self, msg):
@@ -155,7 +154,8 @@ class GuardNode(Node):
                       last_stop_cause=g.last_stop_cause, **g.counters)
         level = U.OK if g.relaying or g.counters['stops'] == 0 else U.WARN
         self.pub_diag.publish(U.diag_array(self, [U.status(
-            f'{self.get_fully_qualified_name()}: guard', values, level, g.state)]))
+            f'{self.get_fully_qualified_name()}: guard', values, level, g.state,
+            self.pub.topic_name)]))
 
 
 def main(argv=None):

@@ -335,10 +335,10 @@ class Run:
             from trpo_robot.ros.monitor import Probe
             self.monitor = Probe(self.domain, name='trpo_learn_monitor', keep=50)
             first = self.arms[0]
-            self.monitor.watch('learner', '/learner_node/diagnostics')
-            self.monitor.watch('actor', plan.resolve('actor_node/diagnostics', first))
+            self.monitor.watch('learner', '/learner_node')
+            self.monitor.watch('actor', plan.resolve('actor_node', first))
             if self.driver in plan.DRIVERS:  # an external driver publishes its own
-                self.monitor.watch('twin', plan.resolve(f'{self.driver}/diagnostics', first))
+                self.monitor.watch('twin', plan.resolve(self.driver, first))
             if self.tensorboard:
                 self.arm_scalars = ArmScalars(self.monitor, self.tensorboard, self.arms)
             last_plot = time.monotonic()
@@ -443,7 +443,7 @@ class ArmScalars:
         self.logs, self.last = {}, {}
         for ns in arms:
             key = ('tensorboard', ns)
-            monitor.watch(key, plan.resolve('actor_node/diagnostics', ns))
+            monitor.watch(key, plan.resolve('actor_node', ns))
             self.logs[key] = ScalarLog(Path(folder) / (ns or 'actor'))
 
     def poll(self):

@@ -4,13 +4,13 @@ Subscribes the episode topics of every actor, updates once a batch of fresh epis
 (in a worker thread, so the executor keeps taking episodes during an update), publishes
 each new policy version on the policy topic (reliable, transient_local: a late actor gets
 the newest at once), writes checkpoints every checkpoint_every updates and on shutdown,
-and reports progress on ~/diagnostics.
+and reports progress on /diagnostics.
 """
 from collections import deque
+import socket
 import threading
 import time
 
-from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from std_msgs.msg import UInt8MultiArray
 import torch
@@ -30,7 +30,6 @@ class LearnerNode(Node):
     def __init__(self, stop: threading.Event, node_name='learner_node'):
         super().__init__(node_name, automatically_declare_parameters_from_overrides=True)
         self.rp, self.lp = U.read_params(self, RobotParams, LearnerParams)
-        torch.set_num_threads(1)  # the learner shares the machine with the control loop
         self.core = LearnerCore(self.lp, self.rp, log=self.get_logger().info,
                                 warn=U.ThrottledWarnings(self.get_logger(), LOG_EVERY))
         self.stop_event = stop
@@ -39,13 +38,14 @@ class LearnerNode(Node):
         self._wake = threading.Event()
         self.pub_policy = self.create_publisher(UInt8MultiArray, self.rp.policy_topic,
                                                 U.QOS_POLICY)
-        self.pub_diag = self.create_publisher(DiagnosticArray, '~/diagnostics', U.QOS_DIAG)
+        self.pub_diag = U.diag_publisher(self)
         qos = U.qos_episodes(self.rp.episode_queue_depth)
         self.subs = [self.create_subscription(UInt8MultiArray, topic, self._on_episode, qos)
                      for topic in self.lp.episode_topics]
         self.create_timer(self.lp.progress_period, self._publish_progress,
                           clock=U.steady_clock())
         self.thread = U.Worker('learner', self._work, self.get_logger())
+        self.realtime_priority = 0  # learning may wait; the control loops may not
         cfg = self.core.agent.config
         self.get_logger().info(
             f'learner for {self.core.task.name}: preset {self.lp.preset}, batch '
@@ -90,7 +90,8 @@ class LearnerNode(Node):
         message = f'version {values["version"]}, {values["steps"]} steps' + (
             f', done ({values["done"]})' if values['done'] else '')
         self.pub_diag.publish(U.diag_array(self, [U.status(
-            f'{self.get_fully_qualified_name()}: progress', values, level, message)]))
+            f'{self.get_fully_qualified_name()}: progress', values, level, message,
+            f'host:{socket.gethostname()}')]))
 
     # -- worker thread -------------------------------------------------------------------
 
@@ -125,6 +126,7 @@ class LearnerNode(Node):
 
 
 def main(argv=None):
+    torch.set_num_threads(1)  # process-wide: the learner shares the machine with the arms
     return U.run_node(lambda stop: LearnerNode(stop), argv, 'learner_node')
 
 

@@ -16,7 +16,6 @@ from rcl_interfaces.msg import ParameterDescriptor
 import rclpy
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import UInt8MultiArray
@@ -91,8 +90,20 @@ def blob_msg(blob: bytes) -> UInt8MultiArray:
 OK, WARN, ERROR, STALE = (DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR,
                           DiagnosticStatus.STALE)
 
+DIAGNOSTICS = '/diagnostics'
+"""Absolute: rqt_robot_monitor and the diagnostic aggregator read this one topic, so every
+node of every arm shares it and tells its statuses apart by name (status())."""
 
-def status(name: str, values: dict, level=OK, message='ok', hardware_id=''):
+
+def diag_publisher(node):
+    return node.create_publisher(DiagnosticArray, DIAGNOSTICS, QOS_DIAG)
+
+
+def status(name: str, values: dict, level, message: str, hardware_id: str):
+    """name: '<node fully qualified name>: <part>', the prefix by which a reader of the
+    shared /diagnostics topic finds one node, and one arm's node by its namespace.
+    hardware_id: the device (or host) the status is about, which a reader needs to tell
+    two arms' identical parts apart; required, since an empty one says nothing."""
     s = DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id)
     s.values = [KeyValue(key=str(k), value=_fmt(v)) for k, v in values.items()]
     return s
@@ -129,65 +140,40 @@ SWITCH_INTERVAL = 2e-4
 processes that run a control loop."""
 
 
-def request_realtime(priority: int, logger, what: str, all_threads=False) -> bool:
-    """SCHED_FIFO for the calling thread, as ros2_control does for its loop; warns and
-    carries on with normal scheduling when not permitted.
+def _realtime_process(priority: int, logger, what: str) -> bool:
+    """SCHED_FIFO for every thread the process has now, as ros2_control gives its loop, and
+    a short GIL switch interval; warns and carries on with normal scheduling when not
+    permitted. Process-wide, so run_node (each node's main()) is its only caller.
 
-    all_threads: also every thread the process has now (the executor and the DDS receive
-    threads). The control thread waits on joint_states that those threads deliver, so on a
-    busy machine they need the priority as much as the loop itself. Linux applies a policy
-    per thread and sched_setscheduler accepts a thread id.
+    Every thread, not only the control loop: it waits on joint_states that the executor
+    and the DDS receive threads deliver, so on a busy machine they need the priority as
+    much as the loop itself (Linux applies a policy per thread, by thread id).
     """
     # A thread woken by a message still needs the GIL; whoever holds it gives it up only
     # after the switch interval (5 ms by default), which would be the lateness floor.
     sys.setswitchinterval(SWITCH_INTERVAL)
-    tids = [0]
-    if all_threads:
-        try:
-            tids += [int(t) for t in os.listdir('/proc/self/task')]
-        except OSError:
-            pass
     try:
-        for tid in tids:
-            os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(priority))
-    except (AttributeError, OSError) as e:
+        for tid in [int(t) for t in os.listdir('/proc/self/task')]:
+            try:
+                os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(priority))
+            except ProcessLookupError:
+                continue  # the thread ended since the listing
+    except (AttributeError, OSError) as e:  # FileNotFoundError: no /proc (not Linux)
         logger.warning(f'{what}: SCHED_FIFO {priority} not available ({e}); running with '
                        'normal scheduling (run as root or grant CAP_SYS_NICE / rtprio)')
         return False
     return True
 
 
-def unserved_subscriptions(node, suffix, topics):
-    """Subscriptions no executor serves, and one wait set for them all.
-
-    They live on a node of their own in the same context (never added to an executor),
-    under the topic names ``node`` resolves (its namespace and remappings), so that one
-    thread takes their messages itself: rclpy's executor costs about 0.1 ms of Python per
-    callback, which was most of a relay's CPU at a driver's rate.
-    topics: [(message type, topic, QoS)]."""
-    rx = rclpy.create_node(f'{node.get_name()}_{suffix}', context=node.context,
-                           namespace=node.get_namespace(), use_global_arguments=False,
-                           start_parameter_services=False)
-    subs = [rx.create_subscription(msg_type, node.resolve_topic_name(topic),
-                                   lambda msg: None, qos)
-            for msg_type, topic, qos in topics]
-    return subs, _rclpy.WaitSet(len(subs), 0, 0, 0, 0, 0, node.context.handle)
-
-
-def wait_and_take(subs, wait_set, timeout):
-    """Wait up to ``timeout`` s for any of ``subs``; return every queued message as
-    (DDS receipt time ns, index of its subscription, message), in order of arrival."""
-    wait_set.clear_entities()
-    for sub in subs:
-        wait_set.add_subscription(sub.handle)
-    wait_set.wait(max(0, int(timeout * 1e9)))
-    arrived = []
-    for k, sub in enumerate(subs):
-        while (taken := sub.handle.take_message(sub.msg_type, sub.raw)) is not None:
-            msg, info = taken
-            arrived.append((info.get('received_timestamp', 0), k, msg))
-    arrived.sort(key=lambda item: item[:2])
-    return arrived
+def is_realtime(thread: threading.Thread) -> bool:
+    """Whether ``thread`` runs at SCHED_FIFO now (False before it started or after it
+    ended)."""
+    if not thread.is_alive():
+        return False
+    try:
+        return os.sched_getscheduler(thread.native_id) == os.SCHED_FIFO
+    except (AttributeError, OSError):
+        return False
 
 
 class Worker(threading.Thread):
@@ -209,9 +195,17 @@ class Worker(threading.Thread):
 # ---------------------------------------------------------------- main
 
 def run_node(make_node, argv=None, name='node'):
-    """rclpy.init, build the node, spin its executor in a thread, wait for SIGINT/SIGTERM or
-    a failed worker, then let the node stop itself (stop the arm, write a checkpoint) before
-    the context goes down. Returns the process exit code.
+    """The body of every node's main(): rclpy.init, build the node, spin its executor in a
+    thread, wait for SIGINT/SIGTERM or a failed worker, then let the node stop itself
+    (stop the arm, write a checkpoint) before the context goes down. Returns the process
+    exit code.
+
+    The one place that changes process-wide settings (docs/ros.md, "Process-wide
+    settings"): signal handlers, gc.freeze(), and for a node whose ``realtime_priority`` is
+    not 0 the switch interval and SCHED_FIFO for all its threads, so that nothing a test
+    or another program imports from here changes its host process.
+    make_node(stop) returns a Node with start(), failed(), shutdown() -> exit code and
+    realtime_priority.
 
     rclpy's own signal handlers are off: they would shut the context down at once, and the
     node could no longer publish the final stop command.
@@ -244,6 +238,8 @@ def run_node(make_node, argv=None, name='node'):
         spinner = threading.Thread(target=executor.spin, name='executor', daemon=True)
         spinner.start()
         node.start()
+        if node.realtime_priority:  # after start(): its threads are among those raised
+            _realtime_process(node.realtime_priority, node.get_logger(), name)
         while not stop.wait(0.2):
             if node.failed():
                 break

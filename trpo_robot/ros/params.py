@@ -194,7 +194,8 @@ class RobotParams:
     """Actor: start a gated actor without a passing record (logged loudly at every start)."""
     trust_kl_slack: float = 3.0
     """Actor, gated: a new version may move the policy by at most this times the learner's
-    max_kl per version (measured on the arm's last states: docs/validation.md)."""
+    max_kl times the square of the versions between (KL on the arm's last states, both
+    networks through the running normaliser; measured: docs/validation.md)."""
     stall_timeout: float = 1.0
     """Actor: wall seconds without a new joint_states before the episode is aborted and the
     arm stopped (a dead driver or twin)."""

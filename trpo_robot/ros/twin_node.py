@@ -36,7 +36,6 @@ import math
 import threading
 import time
 
-from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -105,7 +104,7 @@ class TwinNode(Node):
                                                U.QOS_STATE_PUB)
         self.pub_clock = (self.create_publisher(Clock, p.clock_topic, U.QOS_CLOCK)
                           if p.sim_clock else None)
-        self.pub_diag = self.create_publisher(DiagnosticArray, '~/diagnostics', U.QOS_DIAG)
+        self.pub_diag = U.diag_publisher(self)
         self.create_subscription(Float64MultiArray, p.command_topic, self._on_command,
                                  U.QOS_COMMAND)
         self.create_subscription(Float64MultiArray, '~/reset_state', self._on_teleport,
@@ -118,6 +117,7 @@ class TwinNode(Node):
         self.create_timer(p.diagnostics_period, self._publish_diagnostics,
                           clock=U.steady_clock())
         self.thread = U.Worker('physics', self._run, self.get_logger())
+        self.realtime_priority = 50 if p.realtime else 0  # run_node applies it
         self._msg = JointState()
         self._msg.name = self.names
         self._next_scaling = 0.0
@@ -263,10 +263,6 @@ class TwinNode(Node):
     # -- the driver loop (physics thread) ------------------------------------------------
 
     def _run(self):
-        p = self.p
-        if p.realtime:
-            U.request_realtime(50, self.get_logger(), 'twin physics thread',
-                               all_threads=True)
         stopped = True
         self._publish_state()
         while not self._stopping.is_set():
@@ -388,8 +384,9 @@ class TwinNode(Node):
                       **self.counters)
         level = U.WARN if self.counters['bad_commands'] or self.counters['bad_teleports'] \
             else U.OK
+        fqn = self.get_fully_qualified_name()
         self.pub_diag.publish(U.diag_array(self, [U.status(
-            f'{self.get_fully_qualified_name()}: driver', values, level, self.state)]))
+            f'{fqn}: driver', values, level, self.state, f'mujoco:{self.p.robot}:{fqn}')]))
 
 
 COMMAND_LOG_BLOCK = 128

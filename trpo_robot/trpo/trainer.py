@@ -57,8 +57,21 @@ def train(env, agent: Agent, total_steps: int, seed: int, out=None, *, extra=Non
     agent's own step count, so a resumed agent continues where it stopped).
 
     `tensorboard`: a folder for TensorBoard scalars, one point per update; the files are
-    closed (flushed) on any exit, Ctrl-C included."""
+    closed (flushed) on any exit, Ctrl-C included.
+
+    Torch runs one thread meanwhile (small networks: more threads only add overhead) and
+    gets its caller's number back at the end: a library call leaves no process-wide trace."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    try:
+        return _train(env, agent, total_steps, seed, out, extra, checkpoint_every, printer,
+                      on_update, tensorboard)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(env, agent, total_steps, seed, out, extra, checkpoint_every, printer, on_update,
+           tensorboard):
     sampler = Sampler(env, agent, seed + agent.version)
     progress = ProgressPrinter(total_steps, agent.total_steps, printer)
     logs = _UpdateLogs(out, tensorboard)

@@ -12,7 +12,7 @@ import time
 import mujoco
 import numpy as np
 
-from trpo_robot.robot.backend import JointState
+from trpo_robot.robot.backend import Backend, Capabilities, JointState
 from trpo_robot.twin.model import (build_model, EE_SITE, HOME_KEY, nominal_values, randomize,
                                    release_servos, TARGET_BODY)
 from trpo_robot.twin.randomization import (episode_rng, latency_rng, model_rng, noise_rng,
@@ -38,13 +38,16 @@ def _noise_pair(noise_std, settings) -> tuple[float, float]:
             _non_negative(pair[1], 'noise_std (velocity)'))
 
 
-class MujocoBackend:
-    """Simulated arm behind the ``Backend`` protocol.
+class MujocoBackend(Backend):
+    """Simulated arm behind the ``Backend`` contract.
 
     ``mode='fast'`` steps as fast as the CPU allows (training, tests); ``mode='paced'`` also
     sleeps so that sim time follows wall time scaled by ``real_time_factor`` (a twin that a
     ROS graph or a person watches). The clock (``now``) is sim time in both modes.
     """
+
+    capabilities = Capabilities(teleport=True, freedrive=True, seeded=True,
+                                target_marker=True, overruns=True)
 
     def __init__(self, robot: str = 'ur5', mode: str = 'fast', latency: float | None = None,
                  noise_std=None, randomization: Randomization | None = None, seed: int = 0,

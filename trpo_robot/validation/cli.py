@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from trpo_robot.errors import UsageError
+from trpo_robot.twin import conditions as twin_conditions
 
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 
@@ -33,6 +34,7 @@ def add_parser(sub):
     p.add_argument('--latency-periods', type=int, default=2,
                    help='the latency condition: driver periods added to the config\'s '
                    'latency (default 2; set what the real cell measures, or more)')
+    twin_conditions.add_arguments(p)
     p.add_argument('--actions', choices=('sample', 'mean'), default='sample',
                    help='sample: as the actor acts while it learns (default); mean: the '
                    'deterministic policy, as `eval` scores it')
@@ -49,6 +51,7 @@ def cmd_validate(args):
         check_seed(seed)
     started = time.perf_counter()
     job = _prepare(args)
+    job.expected = _configured(job, args)
     print(f'validating {job.folder} (policy version {job.agent.version}, '
           f'{job.agent.total_steps} steps) for {job.rp.robot} / {job.task.name} with '
           f'{job.config}', flush=True)
@@ -61,6 +64,8 @@ class _Job:
     def __init__(self, folder, agent, meta, config, rp, task, settings):
         self.folder, self.agent, self.meta = folder, agent, meta
         self.config, self.rp, self.task, self.settings = config, rp, task, settings
+        self.expected = None
+        """The twin conditions the arm is expected to meet (config and flags)."""
 
 
 def _prepare(args):
@@ -108,7 +113,7 @@ def _run(args, job, started):
     policy = runner.policy_from_agent(job.agent)
     make_env = functools.partial(_twin_env, job.rp, job.task)
     episodes, figures = {}, {}
-    for condition in runner.conditions(job.settings, _configured(job),
+    for condition in runner.conditions(job.settings, job.expected,
                                        extra_latency_periods=args.latency_periods):
         print(f'{condition.name}: {condition.description}', flush=True)
         episodes[condition.name] = runner.run_condition(
@@ -131,9 +136,14 @@ def _run(args, job, started):
     return 0 if passed else 1
 
 
-def _configured(job):
-    """The config's own twin conditions, which the harder conditions widen."""
-    return job.rp.twin_conditions()
+def _configured(job, args):
+    """The conditions the arm is expected to meet (the config's twin_* keys, overridden by
+    --randomize / --latency / --noise), which the harder conditions widen."""
+    from trpo_robot.ros import params as P
+    base = job.rp.twin_conditions()
+    if args.randomize and base.randomization is None:
+        base = P.twin_conditions_from_file(job.config, randomize=True)
+    return twin_conditions.from_arguments(args, base)
 
 
 def _twin_env(rp, task, seed, **backend_kwargs):
@@ -196,6 +206,7 @@ def _record(args, job, policy, figures, fuzz, checks, thresholds, passed, starte
         'robot': job.rp.robot, 'task': job.task.name, 'config': str(job.config),
         'thresholds': str(thresholds), 'episodes_per_condition': args.episodes,
         'seeds': list(args.seeds), 'actions': args.actions,
+        'expected_conditions': job.expected.as_dict(),
         'latency_periods': args.latency_periods,
         'figures': {k: R.finite_figures(v) for k, v in figures.items()},
         'fuzz': {**asdict(fuzz), 'violations': fuzz.violations},

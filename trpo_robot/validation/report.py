@@ -3,7 +3,7 @@
 Each failed mark comes with what to change, because "failed" alone sends a person to read
 code; the table is printed, and drawn with the histograms into PNG pages.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import math
 from pathlib import Path
 
@@ -14,8 +14,7 @@ from trpo_robot.errors import UsageError
 
 MARKS = {
     # metric: (the figure's key, 'min' or 'max', what to change when it fails)
-    'success_rate_min': ('success_rate', 'min', 'train longer, or train under these '
-                         'conditions (--randomize, --latency, --noise)'),
+    'success_rate_min': ('success_rate', 'min', 'train longer (more --steps, or --resume)'),
     'final_distance_p90_max': ('final_distance_p90', 'max', 'train longer; raise the '
                                'precision bonus of the task'),
     'interventions_per_episode_max': ('interventions_per_episode', 'max', 'the policy pushes '
@@ -89,22 +88,34 @@ def load_marks(path, task: str) -> dict:
 
 
 def judge(figures: dict, fuzz, marks: dict) -> list:
-    """Checks for every condition's marks, and one for the shield fuzz."""
+    """Checks for every condition's marks, and one for the shield fuzz. A competence mark
+    that fails only under a harder condition says to train under it; one that fails on
+    the nominal twin too says to train longer."""
     checks = []
     for condition, values in figures.items():
         for mark, limit in marks[condition].items():
-            if mark not in MARKS:
-                continue
-            key, kind, hint = MARKS[mark]
-            if mark in COMPETENCE and condition in TRAIN_UNDER:
-                hint = TRAIN_UNDER[condition]
-            value = values[key]
-            ok = value >= limit if kind == 'min' else value <= limit
-            checks.append(Check(condition, mark, value, float(limit), bool(ok), hint))
+            if mark in MARKS:
+                checks.append(_check(condition, mark, values, float(limit)))
+    nominal_ok = {c.mark for c in checks if c.condition == 'nominal' and c.ok}
+    checks = [_with_hint(c, nominal_ok) for c in checks]
     limit = float(marks['nominal'].get('fuzz_violations_max', 0))
     checks.append(Check('fuzz', 'fuzz_violations_max', float(fuzz.violations), limit,
                         fuzz.violations <= limit, FUZZ_HINT))
     return checks
+
+
+def _check(condition, mark, values, limit) -> Check:
+    key, kind, hint = MARKS[mark]
+    value = values[key]
+    ok = value >= limit if kind == 'min' else value <= limit
+    return Check(condition, mark, value, limit, bool(ok), hint)
+
+
+def _with_hint(check, nominal_ok) -> Check:
+    if check.mark in COMPETENCE and check.condition in TRAIN_UNDER and \
+            check.mark in nominal_ok:
+        return replace(check, hint=TRAIN_UNDER[check.condition])
+    return check
 
 
 def table(checks) -> str:
