@@ -28,6 +28,8 @@ MARKS = {
                                       'a jump through: check max_acceleration in the task'),
     'time_at_limit_max': ('time_at_limit', 'max', 'targets near the range ends: widen '
                           'target_margin, or narrow the task joint range'),
+    'reset_holds_max': ('reset_holds', 'max', 'an auto reset did not reach the start pose '
+                        'in time: check auto_timeout, the workspace box and start_noise'),
     'policy_cpu_p99_ms_max': ('policy_cpu_p99_ms', 'max', 'a smaller network (hidden sizes)'),
 }
 CONDITIONS = ('nominal', 'randomized', 'latency', 'noise')

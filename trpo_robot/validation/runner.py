@@ -3,8 +3,10 @@ figures a person deciding "may this drive hardware?" looks at.
 
 The policy acts exactly as the actor node runs it (``LoadedPolicy.act``: the frozen
 normaliser, a sampled action, the action bounds), through ArmEnv, whose every command
-passes the SafetyShield built from the same URDF and task. Resets teleport the twin (fast
-mode), so the figures are about the policy and the shield, not about reset time.
+passes the SafetyShield built from the same URDF and task, and between episodes the
+actor's EpisodeLifecycle stops the arm and drives it to the next start pose through its
+own shield (the auto reset a real arm gets: nothing teleports it). The twin runs in fast
+mode: the figures are robot time, not wall time.
 """
 from dataclasses import dataclass, field
 import math
@@ -12,6 +14,7 @@ import time
 
 import numpy as np
 
+from trpo_robot.robot.lifecycle import EpisodeLifecycle, LifecycleConfig, Phase
 from trpo_robot.robot.shield import Intervention
 from trpo_robot.ros.acting import LoadedPolicy
 from trpo_robot.twin.randomization import Randomization
@@ -85,6 +88,11 @@ class EpisodeFigures:
     """Largest measured actuated joint speed, as a multiple of the task's max_velocity."""
     peak_acceleration: float = 0.0
     """Largest change of the sent command per second, as a multiple of max_acceleration."""
+    reset_seconds: float = 0.0
+    """Robot time the lifecycle took from the previous episode's end (or the start) to
+    READY: stop, drive to the start pose, rest."""
+    reset_holds: int = 0
+    """Auto resets before this episode that ended in HOLD."""
     policy_ms: list = field(default_factory=list)
     """CPU time of each action (this thread's, so a loaded machine does not inflate it)."""
     step_ms: list = field(default_factory=list)
@@ -102,14 +110,47 @@ def policy_from_agent(agent) -> LoadedPolicy:
 SMOOTHING = int(Intervention.ACCEL_LIMIT | Intervention.VELOCITY_CLIP)
 
 
-def run_episode(env, policy, rng, seed, limit_margin=0.02, sample=True) -> EpisodeFigures:
+class Resets:
+    """The actor's lifecycle between episodes: SAFE_STOP, the auto RESET driven through the
+    lifecycle's shield, READY. An auto reset that ends in HOLD (start pose not reached in
+    time) is counted and asked again, as an operator would."""
+
+    def __init__(self, env, max_seconds=120.0):
+        self.arm = env.unwrapped
+        self.lc = EpisodeLifecycle.for_env(self.arm, LifecycleConfig(reset_mode='auto'))
+        self.max_ticks = int(max_seconds / self.arm.backend.period)
+        self.seconds, self.holds = [], 0
+
+    def to_ready(self):
+        backend, start = self.arm.backend, self.arm.backend.now()
+        for _ in range(self.max_ticks):
+            if self.lc.phase is Phase.READY:
+                self.seconds.append(backend.now() - start)
+                return
+            if self.lc.phase is Phase.HOLD:
+                self.holds += 1
+                self.lc.request_reset()
+            backend.send_velocity(self.lc.tick(backend.read()))
+            backend.advance(backend.period)
+        raise RuntimeError(f'the arm did not get READY in {self.max_ticks} driver periods '
+                           f'(phase {self.lc.phase.name}): check the task and the shield')
+
+    def end(self, terminated):
+        self.lc.end_episode('terminated' if terminated else 'time limit')
+
+
+def run_episode(env, policy, rng, seed, resets: Resets, limit_margin=0.02,
+                sample=True) -> EpisodeFigures:
     """One episode as the actor acts it (sampled actions; ``sample=False``: the mean
-    action); the figures of what the arm did."""
+    action), after the lifecycle has brought the arm to its start; the figures of what the
+    arm did."""
     arm = env.unwrapped
     task, idx = arm.task, arm.act_idx
     low, high = arm.robot_spec.lower[idx], arm.robot_spec.upper[idx]
     margin = limit_margin * (high - low)
-    raw, _ = env.reset(seed=seed)
+    resets.to_ready()
+    resets.lc.start_episode()
+    raw, _ = env.reset(seed=seed, options={'in_place': True})
     figures, last_sent, info = EpisodeFigures(), np.zeros(len(arm.backend.joint_names)), {}
     n = len(idx)
     for _ in range(task.episode_steps):
@@ -135,6 +176,7 @@ def run_episode(env, policy, rng, seed, limit_margin=0.02, sample=True) -> Episo
         last_sent = sent
         if terminated or truncated:
             break
+    resets.end(terminated)
     figures.success = bool(info.get('is_success', False))
     figures.final_distance = float(info.get('distance', math.nan))
     return figures
@@ -148,11 +190,16 @@ def run_condition(make_env, condition: Condition, policy, seeds, episodes, progr
     out = []
     for seed in seeds:
         env = make_env(seed=seed, **condition.backend_kwargs)
+        env.reset(seed=seed)
         rng = np.random.default_rng([seed, 7])
+        resets = Resets(env)
         try:
             for k in range(min(per_seed, episodes - len(out))):
+                holds = resets.holds
                 out.append(run_episode(env, policy, rng, seed=seed * 100_003 + k,
-                                       sample=sample))
+                                       resets=resets, sample=sample))
+                out[-1].reset_seconds = resets.seconds[-1]
+                out[-1].reset_holds = resets.holds - holds
                 if progress:
                     progress(condition.name, len(out), episodes, out[-1])
         finally:
@@ -177,6 +224,8 @@ def summarize(episodes) -> dict:
         'peak_joint_speed': float(max(e.peak_speed for e in episodes)),
         'peak_command_acceleration': float(max(e.peak_acceleration for e in episodes)),
         'time_at_limit': float(sum(e.at_limit_steps for e in episodes) / max(steps, 1)),
+        'reset_seconds_median': float(np.median([e.reset_seconds for e in episodes])),
+        'reset_holds': int(sum(e.reset_holds for e in episodes)),
         'policy_cpu_p99_ms': float(np.percentile(policy_ms, 99)),
         'step_p99_ms': float(np.percentile(step_ms, 99)),
     }
