@@ -3,10 +3,10 @@ core; every user error ends in one line on stderr and exit code 2, never a trace
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from trpo_robot.errors import (  # UsageError: also trpo_robot.cli's
     tensorboard_folder, UsageError, writable_folder)
+from trpo_robot.paths import checkpoint_folder
 from trpo_robot.twin import conditions as twin_conditions  # no MuJoCo: cheap to import
 
 
@@ -92,9 +92,7 @@ def _twin_conditions(args):
 
 def _load_checkpoint(folder, spaces=None):
     from trpo_robot.trpo import checkpoint
-    path = Path(folder)
-    if (path / 'checkpoint' / checkpoint.META).exists():
-        path = path / 'checkpoint'
+    path = checkpoint_folder(folder)
     dims = {} if spaces is None else {'expect_obs_dim': spaces['obs_dim'],
                                       'expect_act_dim': spaces['act_dim']}
     try:

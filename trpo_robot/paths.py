@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 PACKAGE = 'trpo_robot'
+CHECKPOINT_META = 'meta.json'
+"""The file that makes a folder a checkpoint (trpo_robot/trpo/checkpoint.py)."""
 _SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -39,3 +41,12 @@ def share_file(folder: str, name: str) -> Path:
 def urdf_path(robot: str) -> Path:
     """URDF of a robot by its short name: 'ur5' or 'dxl_arm'."""
     return share_file('urdf', f'{robot}.urdf')
+
+
+def checkpoint_folder(path) -> Path:
+    """The checkpoint a user means: the folder itself, or the ``checkpoint/`` inside a run
+    folder (``train --out``, ``learn --out``). Here, not in trpo/checkpoint.py, so that the
+    launch plan can resolve it without importing torch."""
+    path = Path(path)
+    inner = path / 'checkpoint'
+    return inner if (inner / CHECKPOINT_META).exists() else path

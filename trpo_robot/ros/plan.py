@@ -14,8 +14,8 @@ into its namespace, since N twins keep N different times. One learner consumes t
 episodes of every actor and runs on the system clock (there is no single sim time).
 """
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from trpo_robot.paths import checkpoint_folder
 from trpo_robot.ros import params as P
 
 DRIVERS = ('twin_node', 'dxl_driver_node')
@@ -96,8 +96,8 @@ def learning_graph(robot_yaml, learner_yaml, *, driver='twin_node', arms=1, name
     spaces = arm_namespaces(arms, namespace)
     base = {**(common or {}), 'use_sim_time': bool(use_sim_time)}
     learner = {**(learner or {})}
-    if policy and (Path(policy) / 'checkpoint' / 'meta.json').exists():
-        policy = str(Path(policy) / 'checkpoint')  # a run folder: its checkpoint
+    if policy:
+        policy = str(checkpoint_folder(policy))  # a run folder: its checkpoint
     actor = {**(actor or {}), **_gate(driver, policy, validation_override)}
     if policy and not learner.get('resume'):
         learner['resume'] = policy

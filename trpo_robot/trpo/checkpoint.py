@@ -20,6 +20,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from trpo_robot.atomic import atomic_write
+from trpo_robot.paths import CHECKPOINT_META
 
 from .agent import Agent
 from .config import TRPOConfig
@@ -29,7 +30,7 @@ FORMAT_VERSION = 1
 WEIGHTS = 'model.safetensors'
 """The weights file of checkpoints whose meta.json names none (written before names)."""
 _WEIGHTS_NAME = re.compile(r'^model(-[0-9a-f]{16})?\.safetensors$')
-META = 'meta.json'
+META = CHECKPOINT_META
 MAX_WEIGHTS_BYTES = 256 * 1024 * 1024
 
 

@@ -71,11 +71,11 @@ class _Job:
 def _prepare(args):
     from trpo_robot.cli import _load_checkpoint
     from trpo_robot.envs import ARM_ENVS
-    from trpo_robot.paths import share_file
+    from trpo_robot.paths import checkpoint_folder, share_file
     from trpo_robot.ros import params as P
     from trpo_robot.twin.settings import load_settings
 
-    folder = _checkpoint_folder(args.checkpoint)
+    folder = checkpoint_folder(args.checkpoint)
     agent, meta = _load_checkpoint(folder)
     env_id = meta.get('extra', {}).get('env_id', '')
     task_name = ARM_ENVS.get(env_id)
@@ -99,19 +99,14 @@ def _prepare(args):
     return _Job(folder, agent, meta, config, rp, rp.task_spec(), settings)
 
 
-def _checkpoint_folder(path):
-    from trpo_robot.trpo import checkpoint
-    path = Path(path)
-    return path / 'checkpoint' if (path / 'checkpoint' / checkpoint.META).exists() else path
-
-
 def _run(args, job, started):
     from trpo_robot.paths import share_file
+    from trpo_robot.twin.envs import make_twin_env
     from trpo_robot.validation import record as R
     from trpo_robot.validation import report, runner
 
     policy = runner.policy_from_agent(job.agent)
-    make_env = functools.partial(_twin_env, job.rp, job.task)
+    make_env = functools.partial(make_twin_env, job.task, robot=job.rp.robot)
     episodes, figures = {}, {}
     for condition in runner.conditions(job.settings, job.expected,
                                        extra_latency_periods=args.latency_periods):
@@ -144,17 +139,6 @@ def _configured(job, args):
     if args.randomize and base.randomization is None:
         base = P.twin_conditions_from_file(job.config, randomize=True)
     return twin_conditions.from_arguments(args, base)
-
-
-def _twin_env(rp, task, seed, **backend_kwargs):
-    from trpo_robot.paths import urdf_path
-    from trpo_robot.robot.env import ArmEnv
-    from trpo_robot.robot.spec import RobotSpec
-    from trpo_robot.twin.backend import MujocoBackend
-
-    backend = MujocoBackend(rp.robot, mode='fast', seed=seed, **backend_kwargs)
-    spec = RobotSpec.from_urdf(urdf_path(task.urdf), ee_link=task.ee_link)
-    return ArmEnv(backend, task, spec)
 
 
 def _progress(name, done, total, figures):

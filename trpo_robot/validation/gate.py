@@ -5,9 +5,8 @@ starts only from a checkpoint whose validation record matches its weights and th
 configuration the actor runs; after that it takes only versions that pass ``TrustCheck``.
 ``validation_override`` lets a person who knows what they do skip the record, loudly.
 """
-from pathlib import Path
-
 from trpo_robot import auth
+from trpo_robot.paths import checkpoint_folder
 from trpo_robot.trpo import checkpoint, wire
 from trpo_robot.validation.record import check_start, config_digest, GateError, policy_digest
 
@@ -26,8 +25,7 @@ def starting_policy(robot_params, obs_dim, act_dim, keyring: auth.Keyring, log, 
         raise GateError('on hardware the actor starts only from a validated policy: train on '
                         f'the twin, run `{rerun}`, then pass policy:=DIR (launch) or '
                         '--policy DIR (trpo-robot learn)')
-    if (Path(folder) / 'checkpoint' / checkpoint.META).exists():
-        folder = str(Path(folder) / 'checkpoint')
+    folder = str(checkpoint_folder(folder))
     try:
         agent, meta = checkpoint.load(folder, expect_obs_dim=obs_dim, expect_act_dim=act_dim)
     except checkpoint.CheckpointError as e:
