@@ -175,6 +175,7 @@ def test_validate_passes_and_binds_the_record_to_weights_and_config(trained, tmp
     # Between episodes the lifecycle drove the arm to each start pose (robot time).
     assert all(f['reset_seconds_median'] > 0.1 and f['reset_holds'] == 0
                for f in rec['figures'].values()), rec['figures']
+    assert all(f['peak_joint_acceleration'] > 0 for f in rec['figures'].values())
     assert rec['fuzz']['violations'] == 0 and rec['fuzz']['steps'] == 150
     assert set(rec['fuzz']['kinds']) == {'nan', 'inf', 'huge', 'uniform', 'bang_bang',
                                          'wrong_shape'}

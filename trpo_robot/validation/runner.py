@@ -88,6 +88,9 @@ class EpisodeFigures:
     """Largest measured actuated joint speed, as a multiple of the task's max_velocity."""
     peak_acceleration: float = 0.0
     """Largest change of the sent command per second, as a multiple of max_acceleration."""
+    peak_joint_acceleration: float = 0.0
+    """Largest measured change of an actuated joint's speed per second (readings one agent
+    step apart, sensor noise included), as a multiple of max_acceleration."""
     reset_seconds: float = 0.0
     """Robot time the lifecycle took from the previous episode's end (or the start) to
     READY: stop, drive to the start pose, rest."""
@@ -153,6 +156,7 @@ def run_episode(env, policy, rng, seed, resets: Resets, limit_margin=0.02,
     raw, _ = env.reset(seed=seed, options={'in_place': True})
     figures, last_sent, info = EpisodeFigures(), np.zeros(len(arm.backend.joint_names)), {}
     n = len(idx)
+    last_qd = raw[n:2 * n]
     for _ in range(task.episode_steps):
         t0, c0 = time.perf_counter(), time.thread_time()
         act = policy.act(raw, rng)[1] if sample else policy.snapshot.mean(policy.norm(raw))
@@ -170,6 +174,9 @@ def run_episode(env, policy, rng, seed, resets: Resets, limit_margin=0.02,
         figures.at_limit_steps += bool(np.any((q < low + margin) | (q > high - margin)))
         figures.peak_speed = max(figures.peak_speed,
                                  float(np.max(np.abs(qd))) / task.max_velocity)
+        measured = float(np.max(np.abs(qd - last_qd))) / arm.dt / task.max_acceleration
+        figures.peak_joint_acceleration = max(figures.peak_joint_acceleration, measured)
+        last_qd = qd
         sent = info['sent_command']
         accel = float(np.max(np.abs(sent - last_sent))) / arm.dt / task.max_acceleration
         figures.peak_acceleration = max(figures.peak_acceleration, accel)
@@ -223,6 +230,7 @@ def summarize(episodes) -> dict:
         'smoothed_share': float(sum(e.smoothed for e in episodes) / max(steps, 1)),
         'peak_joint_speed': float(max(e.peak_speed for e in episodes)),
         'peak_command_acceleration': float(max(e.peak_acceleration for e in episodes)),
+        'peak_joint_acceleration': float(max(e.peak_joint_acceleration for e in episodes)),
         'time_at_limit': float(sum(e.at_limit_steps for e in episodes) / max(steps, 1)),
         'reset_seconds_median': float(np.median([e.reset_seconds for e in episodes])),
         'reset_holds': int(sum(e.reset_holds for e in episodes)),
