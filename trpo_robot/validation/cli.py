@@ -52,6 +52,7 @@ def cmd_validate(args):
     started = time.perf_counter()
     job = _prepare(args)
     job.expected = _configured(job, args)
+    job.thresholds = _thresholds(args, job)  # a bad marks file fails before any episode
     print(f'validating {job.folder} (policy version {job.agent.version}, '
           f'{job.agent.total_steps} steps) for {job.rp.robot} / {job.task.name} with '
           f'{job.config}', flush=True)
@@ -66,6 +67,8 @@ class _Job:
         self.config, self.rp, self.task, self.settings = config, rp, task, settings
         self.expected = None
         """The twin conditions the arm is expected to meet (config and flags)."""
+        self.thresholds = None
+        """(marks file, its marks for this task)."""
 
 
 def _prepare(args):
@@ -99,8 +102,14 @@ def _prepare(args):
     return _Job(folder, agent, meta, config, rp, rp.task_spec(), settings)
 
 
-def _run(args, job, started):
+def _thresholds(args, job):
     from trpo_robot.paths import share_file
+    from trpo_robot.validation import report
+    path = Path(args.thresholds) if args.thresholds else share_file('config', 'validation.yaml')
+    return path, report.load_marks(path, job.task.name)
+
+
+def _run(args, job, started):
     from trpo_robot.twin.envs import make_twin_env
     from trpo_robot.validation import record as R
     from trpo_robot.validation import report, runner
@@ -116,9 +125,8 @@ def _run(args, job, started):
             sample=args.actions == 'sample')
         figures[condition.name] = runner.summarize(episodes[condition.name])
     fuzz = _fuzz(make_env, args)
-    thresholds = Path(args.thresholds) if args.thresholds else \
-        share_file('config', 'validation.yaml')
-    checks = report.judge(figures, fuzz, report.load_marks(thresholds, job.task.name))
+    thresholds, marks = job.thresholds
+    checks = report.judge(figures, fuzz, marks)
     passed = all(c.ok for c in checks)
     print('\n' + report.figures_table(figures) + '\n\n' + report.table(checks))
     pages = [] if args.no_pictures else _pictures(job, checks, episodes)
