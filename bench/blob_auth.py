@@ -10,9 +10,9 @@ process and under the same machine load, are what each signature is paid for:
   and acting it (4 s of robot time); it signs the episode once, and checks one policy
   per update.
 
-    python bench/blob_auth.py [--reps 2000] [--updates 3] [--writes 50]
+    python bench/blob_auth.py [--reps 2000] [--updates 3] [--writes 50] [--quick]
 
-Prints a table and a JSON line; appends the JSON to bench/results/blob_auth.jsonl.
+Prints a table and a JSON line; writes the JSON to bench/results/blob_auth.jsonl.
 """
 import argparse
 import json
@@ -26,8 +26,9 @@ import time
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from episode_store import episode_blob  # noqa: E402 - the sibling bench's episode
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` as a script too
+from bench import record  # noqa: E402
+from bench.episode_store import episode_blob  # noqa: E402 - the sibling bench's episode
 
 from trpo_robot import auth  # noqa: E402
 from trpo_robot.ros.params import LearnerParams  # noqa: E402
@@ -80,12 +81,20 @@ def write_seconds(blob, n_writes):
         shutil.rmtree(root, ignore_errors=True)
 
 
-def main():
+QUICK = {'reps': 200, 'updates': 1, 'writes': 5}
+
+
+def build_parser():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--reps', type=int, default=2000)
     ap.add_argument('--updates', type=int, default=3)
     ap.add_argument('--writes', type=int, default=50)
-    args = ap.parse_args()
+    return record.add_quick(ap)
+
+
+def main(argv=None):
+    args = record.parse(build_parser(), QUICK, argv)
+    results = record.Run('blob_auth', args.quick, argv)
     torch.set_num_threads(1)  # as learner_node
     Path('runs').mkdir(exist_ok=True)
     ring = auth.Keyring(os.urandom(auth.KEY_BYTES))
@@ -136,9 +145,7 @@ def main():
           f'{100 * result["actor_share_of_episode"]:.5f} %')
     print(f'load average {result["loadavg_1min"]:.1f} on {result["cpus"]} cpus')
     print(json.dumps(result))
-    out = Path(__file__).resolve().parent / 'results' / 'blob_auth.jsonl'
-    with open(out, 'a') as f:
-        f.write(json.dumps(result) + '\n')
+    results.write(result)
 
 
 if __name__ == '__main__':

@@ -38,6 +38,7 @@ Prints `faults=F survived=S lost=L learned_twice=T unsafe_commands=U ...`, one l
 fault class, and exits 0 only if every invariant holds.
 
     python bench/chaos.py --minutes 30 [--rtf 8] [--seed 0] [--gap 20] [--out DIR]
+    python bench/chaos.py --quick   # 2.25 min at 2x: a few cheap faults, the quiet end
 
 Appends a JSON line to bench/results/chaos.jsonl.
 """
@@ -60,8 +61,7 @@ import time
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / 'bench'))
+sys.path.insert(0, str(ROOT))  # `bench` as a script too
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 import rclpy  # noqa: E402
@@ -72,7 +72,7 @@ from sensor_msgs.msg import JointState, Joy  # noqa: E402
 from std_msgs.msg import String, UInt8MultiArray  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from record import append_results  # noqa: E402
+from bench import record  # noqa: E402
 from trpo_robot.robot.env import default_shield_config, task_spec  # noqa: E402
 from trpo_robot.robot.shield import SafetyShield  # noqa: E402
 from trpo_robot.robot.spec import RobotSpec  # noqa: E402
@@ -85,7 +85,6 @@ from trpo_robot.ros.twin_node import read_command_log  # noqa: E402
 from trpo_robot.store import _actor_dir as actor_dir, EpisodeStore  # noqa: E402
 from trpo_robot.trpo import checkpoint as ck  # noqa: E402
 
-RESULTS = ROOT / 'bench' / 'results' / 'chaos.jsonl'
 KILLS = ('kill_twin', 'kill_guard', 'kill_actor', 'kill_learner')
 NETWORK = ('drop_episode', 'corrupt_episode', 'drop_policy', 'corrupt_policy',
            'replay_policy')
@@ -372,8 +371,9 @@ def fill_disk(folder):
 # ---------------------------------------------------------------------------- the soak
 
 class Soak:
-    def __init__(self, args):
+    def __init__(self, args, results):
         self.args = args
+        self.results = results
         self.rng = random.Random(args.seed)
         self.out = Path(args.out or tempfile.mkdtemp(prefix='chaos_'))
         self.graph = Graph(self.out, args.rtf, args.seed, not args.no_realtime)
@@ -633,9 +633,9 @@ def report(soak, codes):
         print(f'  crash: {c}')
     ok = (summary['faults'] == survived and not episodes['lost'] and not unsafe
           and not episodes['learned_twice'] and not soak.crashes and not outside)
-    append_results(RESULTS, dict(bench='chaos', minutes=soak.args.minutes,
-                                 rtf=soak.args.rtf, seed=soak.args.seed, ok=ok,
-                                 by_class={k: v for k, v in by_class.items()}, **summary))
+    soak.results.write(dict(bench='chaos', minutes=soak.args.minutes,
+                            rtf=soak.args.rtf, seed=soak.args.seed, ok=ok,
+                            by_class={k: v for k, v in by_class.items()}, **summary))
     return ok
 
 
@@ -643,7 +643,13 @@ def _fmt(value):
     return f'{value:.3f}' if isinstance(value, float) else str(value)
 
 
-def main(argv=None):
+QUICK = {'minutes': 2.25, 'gap': 4.0, 'rtf': 2.0,
+         'faults': 'kill_actor,drop_episode,bad_commands'}
+"""15 s of faults (QUIET keeps the last 2 minutes free of them), cheap classes only, at
+2x, where a loaded machine still keeps the graph's deadlines."""
+
+
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--minutes', type=float, default=30.0)
     p.add_argument('--rtf', type=float, default=8.0)
@@ -654,12 +660,17 @@ def main(argv=None):
                    help='comma-separated fault classes (default: all)')
     p.add_argument('--no-realtime', action='store_true',
                    help='no SCHED_FIFO for the twin and actor (beside other work)')
-    args = p.parse_args(argv)
+    return record.add_quick(p)
+
+
+def main(argv=None):
+    p = build_parser()
+    args = record.parse(p, QUICK, argv)
     args.faults = [f for f in args.faults.split(',') if f]
     unknown = sorted(set(args.faults) - set(FAULTS))
     if unknown:
         p.error(f'unknown fault classes {unknown}; known: {", ".join(FAULTS)}')
-    soak = Soak(args)
+    soak = Soak(args, record.Run('chaos', args.quick, argv))
     try:
         codes = soak.run()
         return 0 if report(soak, codes) else 1

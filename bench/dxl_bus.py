@@ -11,9 +11,9 @@ emulator runs under SCHED_FIFO where permitted (a servo is its own processor); t
 loop runs once with normal scheduling and once under SCHED_FIFO.
 
     python bench/dxl_bus.py [--seconds 3] [--baud 1000000] [--adapter-latency-ms 0 1]
-                            [--target-seconds 10] [--no-realtime]
+                            [--target-seconds 10] [--no-realtime] [--quick]
 
-Writes bench/results/dxl_bus.json and prints markdown tables.
+Writes bench/results/dxl_bus.jsonl (one line: the whole report) and prints markdown tables.
 """
 import argparse
 import json
@@ -24,15 +24,15 @@ import time
 
 import numpy as np
 
-from trpo_robot.hw.backend import DynamixelBackend
-from trpo_robot.hw.bus import Bus, ServoFault
-from trpo_robot.hw.config import load_config
-from trpo_robot.hw.control_table import FAST_READ, REG
-from trpo_robot.hw.emulator import Emulator
-from trpo_robot.robot.rate import RateLoop
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` as a script too
+from bench import record  # noqa: E402
+from trpo_robot.hw.backend import DynamixelBackend  # noqa: E402
+from trpo_robot.hw.bus import Bus, ServoFault  # noqa: E402
+from trpo_robot.hw.config import load_config  # noqa: E402
+from trpo_robot.hw.control_table import FAST_READ, REG  # noqa: E402
+from trpo_robot.dxl_emulator import Emulator  # noqa: E402
+from trpo_robot.robot.rate import RateLoop  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / 'bench' / 'results' / 'dxl_bus.json'
 RATES = (100, 200, 250, 333, 500, 1000)
 REPLY_LATENCY_MS = 16.0
 """Reply timeout basis (dynamixel-sdk's default, 34 ms): on a shared 2-core machine the
@@ -183,7 +183,10 @@ def backend_hold(baud, link, seconds):
         'lateness_max')}}
 
 
-def main():
+QUICK = {'seconds': 0.5, 'adapter_latency_ms': [1.0], 'target_seconds': 1.0}
+
+
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--seconds', type=float, default=3.0)
     p.add_argument('--baud', type=int, default=1_000_000)
@@ -192,7 +195,12 @@ def main():
                    help='length of the 6-servo 100 Hz hold')
     p.add_argument('--no-realtime', action='store_true',
                    help='skip the SCHED_FIFO runs of the rate holds')
-    args = p.parse_args()
+    return record.add_quick(p)
+
+
+def main(argv=None):
+    args = record.parse(build_parser(), QUICK, argv)
+    results = record.Run('dxl_bus', args.quick, argv)
     with tempfile.TemporaryDirectory() as tmp:
         link = Path(tmp) / 'ttyDXL'
         rows = [bus_timing(n, args.baud, lat, args.seconds, link, not args.no_realtime)
@@ -203,8 +211,7 @@ def main():
                   for realtime in ((False,) if args.no_realtime else (False, True))]
     report = {'baud': args.baud, 'python': sys.version.split()[0], 'bus': rows,
               'stall': stall, 'backend_100hz': held, 'target_6_servos_100hz': target}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=1))
+    results.write(report)
     print_tables(report)
 
 

@@ -9,8 +9,9 @@ the actor's diagnostics: lateness (joint_states in to command out) p50/p99/max, 
 learning curve; its picture is copied to docs/img/dxl_graph_learning.png.
 
     python bench/dxl_graph.py [--steps 20000] [--seed 0]
+    python bench/dxl_graph.py --quick   # one learner batch; the picture stays out of docs/
 
-Appends a JSON line to bench/results/dxl_graph.jsonl.
+Writes a JSON line to bench/results/dxl_graph.jsonl.
 """
 import argparse
 import json
@@ -21,26 +22,34 @@ import sys
 import tempfile
 import time
 
-from trpo_robot.hw.emulator import Emulator
+from trpo_robot.dxl_emulator import Emulator
 from trpo_robot.ros import graph as G
 from trpo_robot.ros.learn import read_progress
 from trpo_robot.ros.monitor import Probe
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from guard_stop import _bus_file  # noqa: E402
-from record import append_results  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` as a script too
+from bench import record  # noqa: E402
+from bench.guard_stop import _bus_file  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / 'bench' / 'results' / 'dxl_graph.jsonl'
 PICTURE = ROOT / 'docs' / 'img' / 'dxl_graph_learning.png'
 
 
-def main(argv=None):
+QUICK = {'steps': 1}
+"""A budget of one step: the learner stops after its first batch."""
+
+
+def build_parser():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--steps', type=int, default=20000)
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--out', default=None, help='results folder (default: a temporary one)')
-    args = ap.parse_args(argv)
+    return record.add_quick(ap)
+
+
+def main(argv=None):
+    args = record.parse(build_parser(), QUICK, argv)
+    results = record.Run('dxl_graph', args.quick, argv)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         out = Path(args.out) if args.out else folder / 'run'
@@ -52,7 +61,8 @@ def main(argv=None):
         exe = Path(sys.executable).with_name('trpo-robot')
         cmd = [str(exe), 'learn', '--robot', 'dxl', '--port', str(emulator.link),
                '--dxl-config', str(_bus_file(folder)), '--steps', str(args.steps),
-               '--seed', str(args.seed), '--out', str(out), '--domain-id', str(domain)]
+               '--seed', str(args.seed), '--out', str(out), '--domain-id', str(domain),
+               '--validation-override']  # learning from scratch, on the emulator
         t0 = time.monotonic()
         try:
             code = subprocess.run(cmd, env=G.ros_env(domain)).returncode
@@ -62,7 +72,7 @@ def main(argv=None):
             probe.close()
             emulator.stop()
         rows = read_progress(out / 'progress.csv')
-        if (out / 'learning_curve.png').exists():
+        if (out / 'learning_curve.png').exists() and not args.quick:
             shutil.copy(out / 'learning_curve.png', PICTURE)
     result = dict(
         bench='dxl_graph', steps=args.steps, seed=args.seed, exit_code=code,
@@ -74,7 +84,7 @@ def main(argv=None):
         curve=[dict(steps=r['steps'], mean_return=r['mean_return'],
                     success_rate=r['success_rate']) for r in rows])
     print(json.dumps({k: v for k, v in result.items() if k != 'curve'}))
-    append_results(RESULTS, result)
+    results.write(result)
     return code
 
 

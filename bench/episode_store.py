@@ -6,24 +6,27 @@ read back, --episodes times, into a folder on the disk of --dir (default: runs/,
 `trpo-robot learn` records). The write happens in the actor's control thread between
 episodes, during the lifecycle's safe stop, so it costs reset time, not control ticks.
 
-    python bench/episode_store.py --episodes 300
+    python bench/episode_store.py --episodes 300 [--quick]
 
-Prints a table and a JSON line; appends the JSON to bench/results/episode_store.jsonl.
+Prints a table and a JSON line; writes the JSON to bench/results/episode_store.jsonl.
 """
 import argparse
 import json
 from pathlib import Path
 import shutil
+import sys
 import tempfile
 import time
 
 import numpy as np
 
-from trpo_robot.robot.tasks import get_task
-from trpo_robot.ros.params import task_dims
-from trpo_robot.store import EpisodeStore
-from trpo_robot.trpo import wire
-from trpo_robot.trpo.batch import Segment
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` as a script too
+from bench import record  # noqa: E402
+from trpo_robot.robot.tasks import get_task  # noqa: E402
+from trpo_robot.ros.params import task_dims  # noqa: E402
+from trpo_robot.store import EpisodeStore  # noqa: E402
+from trpo_robot.trpo import wire  # noqa: E402
+from trpo_robot.trpo.batch import Segment  # noqa: E402
 
 
 def episode_blob(task_name='ur5_reacher_2d', seconds=4.0, seed=0):
@@ -39,11 +42,19 @@ def episode_blob(task_name='ur5_reacher_2d', seconds=4.0, seed=0):
                                sequence=0, extra={'episode_return': -1.0}), n
 
 
-def main():
+QUICK = {'episodes': 20}
+
+
+def build_parser():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--episodes', type=int, default=300)
     ap.add_argument('--dir', default='runs')
-    args = ap.parse_args()
+    return record.add_quick(ap)
+
+
+def main(argv=None):
+    args = record.parse(build_parser(), QUICK, argv)
+    results = record.Run('episode_store', args.quick, argv)
     blob, steps = episode_blob()
     Path(args.dir).mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix='bench_store_', dir=args.dir))
@@ -72,9 +83,7 @@ def main():
           f'p99 {result["write_ms_p99"]:.2f} ms, max {result["write_ms_max"]:.2f} ms; '
           f'read back p50 {result["read_ms_p50"]:.2f} ms ({args.episodes} episodes)')
     print(json.dumps(result))
-    out = Path(__file__).resolve().parent / 'results' / 'episode_store.jsonl'
-    with open(out, 'a') as f:
-        f.write(json.dumps(result) + '\n')
+    results.write(result)
 
 
 if __name__ == '__main__':

@@ -18,8 +18,9 @@ arm_not_following.
 Without the guard the driver's own driver_command_timeout (0.25 s) is what stops the arm.
 
     python bench/guard_stop.py [--robot ur5|dxl] [--trials 5] [--without 2] [--protective 5]
+    python bench/guard_stop.py --quick   # one trial of each kind
 
-Appends JSON lines to bench/results/guard_stop.jsonl.
+Writes JSON lines to bench/results/guard_stop.jsonl.
 """
 import argparse
 import json
@@ -35,17 +36,16 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import String, UInt8MultiArray
 from std_srvs.srv import Trigger
 
-from trpo_robot.hw.emulator import Emulator
+from trpo_robot.dxl_emulator import Emulator
 from trpo_robot.ros import graph as G
 from trpo_robot.ros import node_utils as U
 from trpo_robot.ros import params as P
 from trpo_robot.ros.monitor import Probe
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from record import append_results  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` as a script too
+from bench import record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / 'bench' / 'results' / 'guard_stop.jsonl'
 REST = 0.01
 """rad/s: every joint below this counts as at rest (the twin's velocity noise is below)."""
 WATCH = 5.0
@@ -189,13 +189,21 @@ def protective_trial(seed):
                 follow_lag=run.rp.follow_lag, follow_window=run.rp.follow_window, **result)
 
 
-def main(argv=None):
+QUICK = {'trials': 1, 'without': 1, 'protective': 1}
+
+
+def build_parser():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--trials', type=int, default=5, help='kills with the guard')
     ap.add_argument('--without', type=int, default=2, help='kills without the guard')
     ap.add_argument('--protective', type=int, default=5, help='protective stops (UR only)')
     ap.add_argument('--robot', choices=('ur5', 'dxl'), default='ur5')
-    args = ap.parse_args(argv)
+    return record.add_quick(ap)
+
+
+def main(argv=None):
+    args = record.parse(build_parser(), QUICK, argv)
+    results = record.Run('guard_stop', args.quick, argv)
     rows = []
     for guard, trials in ((True, args.trials), (False, args.without)):
         for seed in range(trials):
@@ -204,7 +212,7 @@ def main(argv=None):
     for seed in range(args.protective if args.robot == 'ur5' else 0):
         rows.append(protective_trial(seed))
         print(json.dumps(rows[-1]), flush=True)
-    append_results(RESULTS, *rows)
+    results.write(*rows)
 
 
 if __name__ == '__main__':

@@ -6,8 +6,9 @@ Evaluation is deterministic (mean action) over 20 episodes with fixed seeds.
     python bench/learning.py --env Pendulum-v1 --preset pendulum --steps 100000 --seeds 0 1 2
     python bench/learning.py --env InvertedDoublePendulum-v5 --preset mujoco --seeds 0 1 2
     python bench/learning.py --speed   # steps/s and peak RSS on Pendulum-v1, same settings
+    python bench/learning.py --quick   # ours, one seed, two batches
 
-Results are appended as JSON lines to bench/results/learning.jsonl.
+Results are written as JSON lines to bench/results/learning.jsonl, one per run.
 """
 import argparse
 import json
@@ -18,9 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from record import append_results
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` as a script too
+from bench import record  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / 'results' / 'learning.jsonl'
 EVAL_EPISODES, EVAL_SEED = 20, 10_000
 
 
@@ -81,25 +82,26 @@ def worker(args):
                       'returns': returns}))
 
 
-def spawn(impl, env, steps, seed, preset='default', overrides=None):
+def spawn(results, impl, env, steps, seed, preset='default', overrides=None):
     cmd = [sys.executable, __file__, '--worker', impl, '--env', env, '--steps', str(steps),
            '--seed', str(seed), '--preset', preset, '--overrides', json.dumps(overrides or {})]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
-    append_results(RESULTS, result)
+    results.write(result)
     print(f'  {impl:5s} {env} seed {seed}: return {result["mean_return"]:9.1f}  '
           f'{result["steps_per_s"]:6.0f} steps/s  peak RSS {result["peak_rss_mb"]:.0f} MB',
           flush=True)
     return result
 
 
-def learning(args):
+def learning(args, results):
     rows = {'ours': [], 'sb3': []}
     overrides = json.loads(args.overrides)
     for seed in args.seeds:
-        rows['ours'].append(spawn('ours', args.env, args.steps, seed, args.preset, overrides))
+        rows['ours'].append(spawn(results, 'ours', args.env, args.steps, seed, args.preset,
+                                  overrides))
         if args.sb3:
-            rows['sb3'].append(spawn('sb3', args.env, args.steps, seed))
+            rows['sb3'].append(spawn(results, 'sb3', args.env, args.steps, seed))
     print(f'\n| {args.env}, {args.steps} steps | seeds | returns | median | train s |')
     print('|---|---|---|---|---|')
     for impl, rs in rows.items():
@@ -111,10 +113,11 @@ def learning(args):
                   f'{statistics.median(r["train_seconds"] for r in rs):.1f} |')
 
 
-def speed(args):
+def speed(args, results):
     """Same batch (2048), same CG iterations (10) and damping (0.1) for both."""
-    ours = spawn('ours', 'Pendulum-v1', args.steps, 0, 'default')
-    theirs = spawn('sb3', 'Pendulum-v1', args.steps, 0, overrides={'cg_max_steps': 10})
+    ours = spawn(results, 'ours', 'Pendulum-v1', args.steps, 0, 'default')
+    theirs = spawn(results, 'sb3', 'Pendulum-v1', args.steps, 0,
+                   overrides={'cg_max_steps': 10})
     print('\n| Pendulum-v1, 100k steps | steps/s | peak RSS (MB) |')
     print('|---|---|---|')
     for name, r in (('ours', ours), ('sb3-contrib', theirs)):
@@ -123,8 +126,11 @@ def speed(args):
           f'peak_rss_ratio={ours["peak_rss_mb"] / theirs["peak_rss_mb"]:.2f}')
 
 
-def main():
-    p = argparse.ArgumentParser()
+QUICK = {'steps': 4096, 'seeds': [0]}
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--env', default='Pendulum-v1')
     p.add_argument('--preset', default='default')
     p.add_argument('--steps', type=int, default=100_000)
@@ -134,13 +140,18 @@ def main():
     p.add_argument('--speed', action='store_true')
     p.add_argument('--worker', choices=['ours', 'sb3'])
     p.add_argument('--overrides', default='{}', help='JSON TRPOConfig overrides for ours')
-    args = p.parse_args()
+    return record.add_quick(p)
+
+
+def main(argv=None):
+    args = record.parse(build_parser(), QUICK, argv)
     if args.worker:
-        worker(args)
-    elif args.speed:
-        speed(args)
+        return worker(args)
+    results = record.Run('learning', args.quick, argv)
+    if args.speed:
+        speed(args, results)
     else:
-        learning(args)
+        learning(args, results)
 
 
 if __name__ == '__main__':

@@ -5,7 +5,7 @@ products on a 2048-sample batch without pause, as the learner does. Meanwhile a 
 thread runs RateLoop at 125 Hz and 500 Hz, filtering one command through the UR5 shield
 per tick, with and without SCHED_FIFO. Lateness is wake-up time minus deadline.
 
-    python bench/rate_timing.py [--ticks 10000]
+    python bench/rate_timing.py [--ticks 10000] [--quick]
 
 Takes about (ticks / 125 + ticks / 500) x 2 seconds. Prints a markdown table, then
 rate_p99_ms=... lines per configuration.
@@ -13,17 +13,21 @@ rate_p99_ms=... lines per configuration.
 import argparse
 import multiprocessing as mp
 import os
+from pathlib import Path
+import sys
 import threading
 import time
 import warnings
 
 import numpy as np
 
-from trpo_robot.paths import urdf_path
-from trpo_robot.robot.backend import JointState
-from trpo_robot.robot.rate import RateLoop
-from trpo_robot.robot.shield import SafetyShield, ShieldConfig
-from trpo_robot.robot.spec import RobotSpec
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` as a script too
+from bench import record  # noqa: E402
+from trpo_robot.paths import urdf_path  # noqa: E402
+from trpo_robot.robot.backend import JointState  # noqa: E402
+from trpo_robot.robot.rate import RateLoop  # noqa: E402
+from trpo_robot.robot.shield import SafetyShield, ShieldConfig  # noqa: E402
+from trpo_robot.robot.spec import RobotSpec  # noqa: E402
 
 UR5_HOME = np.array([0.0, -1.57, 1.57, -1.57, -1.57, 0.0])
 
@@ -82,10 +86,18 @@ def run(period, ticks, realtime):
     return result
 
 
-def main():
+QUICK = {'ticks': 500}
+
+
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--ticks', type=int, default=10000)
-    args = parser.parse_args()
+    return record.add_quick(parser)
+
+
+def main(argv=None):
+    args = record.parse(build_parser(), QUICK, argv)
+    results = record.Run('rate_timing', args.quick, argv)
     ctx = mp.get_context('spawn')
     stop, started = ctx.Event(), ctx.Event()
     load = ctx.Process(target=learner_load, args=(stop, started), daemon=True)
@@ -118,6 +130,11 @@ def main():
         print(f'rate_p99_ms_{hz}hz_{tag}={1e3 * stats.p99:.3f} overruns={stats.overruns}')
         for message in result['warnings']:
             print(f'  warning: {message}')
+    results.write(*(dict(rate_hz=hz, realtime_asked=realtime, realtime=result['realtime'],
+                         ticks=args.ticks, overruns=result['stats'].overruns,
+                         p50_ms=1e3 * result['stats'].p50, p99_ms=1e3 * result['stats'].p99,
+                         max_ms=1e3 * result['stats'].max, warnings=result['warnings'])
+                    for hz, realtime, result in rows))
 
 
 if __name__ == '__main__':

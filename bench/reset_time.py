@@ -13,17 +13,21 @@ stick fully until 0.05 rad away and proportionally below, lets go of the stick w
 0.02 rad, moves on to the next joint, and confirms. It is faster than a person (no
 reaction time), so its row is a lower bound for a human operator at the same speed.
 
-    python bench/reset_time.py [--episodes 10] [--seed 0]
+    python bench/reset_time.py [--episodes 10] [--seed 0] [--quick]
 """
 import argparse
 import dataclasses
+from pathlib import Path
+import sys
 import time
 
 import numpy as np
 
-from trpo_robot.robot.lifecycle import EpisodeLifecycle, LifecycleConfig, Phase
-from trpo_robot.robot.teleop import joy_mapping
-from trpo_robot.twin.envs import make_twin_env
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` as a script too
+from bench import record  # noqa: E402
+from trpo_robot.robot.lifecycle import EpisodeLifecycle, LifecycleConfig, Phase  # noqa: E402
+from trpo_robot.robot.teleop import joy_mapping  # noqa: E402
+from trpo_robot.twin.envs import make_twin_env  # noqa: E402
 
 CASES = (  # label, task, reset mode, teleop velocity_scale
     ('UR5 reacher 2D', 'ur5_reacher_2d', 'auto', None),
@@ -114,11 +118,20 @@ def row(label, mode, records, tick_us, episode_s):
             f'| {np.median(tick_us):.0f} |')
 
 
-def main():
+QUICK = {'episodes': 2}
+
+
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--episodes', type=int, default=10)
     parser.add_argument('--seed', type=int, default=0)
-    args = parser.parse_args()
+    return record.add_quick(parser)
+
+
+def main(argv=None):
+    args = record.parse(build_parser(), QUICK, argv)
+    run = record.Run('reset_time', args.quick, argv)
+    figures = []
     print('| task | reset | resets | episode end -> READY, sim s (median / max) '
           '| of which SAFE_STOP, s | wall ms, fast twin (median) '
           '| reset share of arm time | lifecycle tick, us |')
@@ -130,7 +143,18 @@ def main():
         print(row(label, name, records, tick_us, episode_s), flush=True)
         key = task + '_' + mode + ('' if scale is None else f'_{scale:g}')
         summary[key] = np.median([r.seconds for r in records])
+        figures.append(figures_of(task, name, records, tick_us, episode_s))
     print(' '.join(f'reset_s_{k}={v:.2f}' for k, v in summary.items()))
+    run.write(*figures)
+
+
+def figures_of(task, mode, records, tick_us, episode_s):
+    sim = [r.seconds for r in records]
+    return dict(task=task, reset=mode, resets=len(records), sim_s_median=np.median(sim),
+                sim_s_max=max(sim), safe_stop_s_median=np.median([r.stop_seconds
+                                                                  for r in records]),
+                wall_ms_median=1e3 * np.median([r.wall_seconds for r in records]),
+                episode_s=episode_s, tick_us_median=np.median(tick_us))
 
 
 if __name__ == '__main__':

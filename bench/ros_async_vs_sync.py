@@ -11,11 +11,14 @@ the training curve's final distance (episodes of the last 12k steps) is the seco
 Wall-clock time of robot use is compared from the first update to the last (the same
 learned steps, without the graph's start-up). One seed is one sample of a noisy learning
 outcome, so the comparison is over several seeds: the mean final distance of each mode and
-their ratio, with a bootstrap interval over the seeds. Each seed's result is appended to
-bench/results/async_vs_sync.jsonl as soon as both of its runs are done; curves (final
-distance of training episodes against wall-clock) go to bench/results/async_vs_sync.png.
+their ratio, with a bootstrap interval over the seeds. Each seed's result and curves are
+written to bench/results/ros_async_vs_sync.jsonl as soon as both of its runs are done, the
+summary over the seeds last; curves (final distance of training episodes against
+wall-clock) are drawn in bench/results/async_vs_sync.png.
 
     python bench/ros_async_vs_sync.py --steps 120000 --seeds 0 1 2 3 4
+    python bench/ros_async_vs_sync.py --quick   # one batch per mode, seed 0, at 2x, in
+                                                # runs/bench_quick; no picture
 
 --reuse keeps finished runs of an earlier invocation (runs/bench_{async,sync}_seedN) and
 runs only what is missing.
@@ -23,17 +26,18 @@ runs only what is missing.
 import argparse
 import json
 from pathlib import Path
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 
-from record import append_results
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` as a script too
+from bench import record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / 'bench' / 'results' / 'async_vs_sync.jsonl'
 PLOT = ROOT / 'bench' / 'results' / 'async_vs_sync.png'
-CURVES = ROOT / 'bench' / 'results' / 'async_vs_sync_curves.jsonl'
 TASK = 'ur5_reacher_2d'
 EVAL_EPISODES, EVAL_SEED = 50, 70_000
 TAIL_STEPS = 12_000
@@ -89,7 +93,12 @@ def stored_seconds(out, keys=('reset_seconds', 'held_seconds')):
     return {key: float(sum(e.get(key, 0.0) for e in extras[1:])) for key in keys}
 
 
-def main():
+QUICK = {'steps': 2100, 'seeds': [0], 'rtf': 2.0, 'runs': ROOT / 'runs' / 'bench_quick'}
+"""One learner batch (21 UR5 episodes) per mode, away from the runs --reuse keeps; at 2x,
+where a loaded machine still keeps the graph's deadlines."""
+
+
+def build_parser():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--steps', type=int, default=120_000)
     ap.add_argument('--rtf', type=float, default=8.0)
@@ -98,17 +107,24 @@ def main():
                     help='keep finished bench_{async,sync}_seedN runs; run the rest')
     ap.add_argument('--runs', type=Path, default=ROOT / 'runs',
                     help='folder of the runs (default runs/)')
-    args = ap.parse_args()
+    return record.add_quick(ap)
+
+
+def main(argv=None):
+    args = record.parse(build_parser(), QUICK, argv)
+    results = record.Run('ros_async_vs_sync', args.quick, argv)
+    if args.quick and not args.reuse:  # a finished quick run would otherwise be resumed
+        shutil.rmtree(args.runs, ignore_errors=True)
     runs = []
     for seed in args.seeds:
         runs.append(compare(args, seed))
         print(json.dumps(runs[-1]['result']), flush=True)
-        append_results(RESULTS, runs[-1]['result'])
-        append_results(CURVES, runs[-1])
+        results.write(runs[-1])
     summary = summarize([r['result'] for r in runs])
     print(json.dumps(summary))
-    append_results(RESULTS, summary)
-    plot(runs, args)
+    results.write(summary)
+    plot(runs, args, Path(tempfile.gettempdir()) / 'async_vs_sync_quick.png' if args.quick
+         else PLOT)
 
 
 def compare(args, seed):
@@ -176,7 +192,7 @@ def bootstrap_ratio(a, b, draws=10_000):
     return [float(x) for x in np.percentile(ratios, [2.5, 97.5])]
 
 
-def plot(runs, args):
+def plot(runs, args, path):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -196,7 +212,7 @@ def plot(runs, args):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(PLOT, dpi=100)
+    fig.savefig(path, dpi=100)
 
 
 if __name__ == '__main__':

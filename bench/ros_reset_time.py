@@ -13,9 +13,9 @@ is configured) grips the deadman with the stick centred, jogs the first joint fo
 --jog seconds, lets go and confirms. Its rows are that script's time plus the stop and
 the settling, a lower bound for a person.
 
-    python bench/ros_reset_time.py [--episodes 10] [--mode auto teleop]
+    python bench/ros_reset_time.py [--episodes 10] [--mode auto teleop] [--quick]
 
-Appends a JSON line per mode to bench/results/ros_reset_time.jsonl.
+Writes a JSON line per mode to bench/results/ros_reset_time.jsonl.
 """
 import argparse
 import json
@@ -29,16 +29,15 @@ import numpy as np
 from sensor_msgs.msg import Joy
 from std_msgs.msg import String, UInt8MultiArray
 
-from trpo_robot.robot.keyboard import KEYBOARD_MAPPING as KB
-from trpo_robot.ros import graph as G
-from trpo_robot.ros import node_utils as U
-from trpo_robot.ros import params as P
-from trpo_robot.ros.monitor import Probe
-
-from record import append_results
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` as a script too
+from bench import record  # noqa: E402
+from trpo_robot.robot.keyboard import KEYBOARD_MAPPING as KB  # noqa: E402
+from trpo_robot.ros import graph as G  # noqa: E402
+from trpo_robot.ros import node_utils as U  # noqa: E402
+from trpo_robot.ros import params as P  # noqa: E402
+from trpo_robot.ros.monitor import Probe  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / 'bench' / 'results' / 'ros_reset_time.jsonl'
 OBS, ACT = 12, 2
 
 
@@ -146,17 +145,25 @@ def summarize(mode, blobs, stamps):
             'episode_s': 4.0}
 
 
-def main():
+QUICK = {'episodes': 2}
+
+
+def build_parser():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--episodes', type=int, default=10)
     ap.add_argument('--mode', nargs='+', default=['auto', 'teleop'],
                     choices=['auto', 'teleop'])
     ap.add_argument('--jog', type=float, default=1.0, help='teleop: seconds of jogging')
-    args = ap.parse_args()
+    return record.add_quick(ap)
+
+
+def main(argv=None):
+    args = record.parse(build_parser(), QUICK, argv)
+    results = record.Run('ros_reset_time', args.quick, argv)
     for mode in args.mode:
         result = measure(mode, args.episodes, args.jog)
         print(json.dumps(result), flush=True)
-        append_results(RESULTS, result)
+        results.write(result)
     return 0
 
 

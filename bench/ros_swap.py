@@ -12,41 +12,52 @@ during the first agent step after each swap.
     python bench/ros_swap.py --swaps 1000 --swap-at tick --rtf 1
     python bench/ros_swap.py --swaps 30 --swap-at episode --rtf 4
 
-Prints a table and a JSON line; appends the JSON to bench/results/ros_swap.jsonl.
+    python bench/ros_swap.py --quick   # 20 swaps at the tick
+
+Prints a table and a JSON line; writes the JSON to bench/results/ros_swap.jsonl.
 """
 import argparse
 import json
 from pathlib import Path
+import sys
 import tempfile
 import time
 
 import numpy as np
 from std_msgs.msg import Float64MultiArray, UInt8MultiArray
 
-from trpo_robot import auth
-from trpo_robot.ros import graph as G
-from trpo_robot.ros import node_utils as U
-from trpo_robot.ros import params as P
-from trpo_robot.ros.actor_node import SWAP_FIELDS
-from trpo_robot.ros.monitor import Probe
-from trpo_robot.trpo import wire
-from trpo_robot.trpo.agent import Agent
-from trpo_robot.trpo.config import preset
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` as a script too
+from bench import record  # noqa: E402
 
-from record import append_results
+from trpo_robot import auth  # noqa: E402
+from trpo_robot.ros import graph as G  # noqa: E402
+from trpo_robot.ros import node_utils as U  # noqa: E402
+from trpo_robot.ros import params as P  # noqa: E402
+from trpo_robot.ros.actor_node import SWAP_FIELDS  # noqa: E402
+from trpo_robot.ros.monitor import Probe  # noqa: E402
+from trpo_robot.trpo import wire  # noqa: E402
+from trpo_robot.trpo.agent import Agent  # noqa: E402
+from trpo_robot.trpo.config import preset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / 'bench' / 'results' / 'ros_swap.jsonl'
 
 
-def main():
+QUICK = {'swaps': 20}
+
+
+def build_parser():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--swaps', type=int, default=1000)
     ap.add_argument('--swap-at', choices=('tick', 'episode'), default='tick')
     ap.add_argument('--rtf', type=float, default=1.0)
     ap.add_argument('--robot', default='ur5')
     ap.add_argument('--no-realtime', action='store_true')
-    args = ap.parse_args()
+    return record.add_quick(ap)
+
+
+def main(argv=None):
+    args = record.parse(build_parser(), QUICK, argv)
+    results = record.Run('ros_swap', args.quick, argv)
 
     work = Path(tempfile.mkdtemp(prefix='ros_swap_'))
     values = P.node_parameters([ROOT / 'config' / f'{args.robot}.yaml'], 'actor_node')
@@ -92,7 +103,7 @@ def main():
     finally:
         probe.close()
         G.stop_all(procs[::-1])
-    report(args, rows, diag0, diag)
+    results.write(report(args, rows, diag0, diag))
 
 
 def _event(probe, seen, version):
@@ -140,7 +151,7 @@ def report(args, rows, diag0, diag):
           f'{ticks} ticks; lateness p99 {diag["lateness_p99_ms"]} ms, max '
           f'{diag["lateness_max_ms"]} ms')
     print(json.dumps(result))
-    append_results(RESULTS, result)
+    return result
 
 
 if __name__ == '__main__':

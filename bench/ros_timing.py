@@ -12,8 +12,9 @@ stops. Run once with and once without SCHED_FIFO; --hog 2 saturates both cores o
 
     python bench/ros_timing.py --seconds 60 --hog [2]
     python bench/ros_timing.py --seconds 60 --hog [2] --no-realtime
+    python bench/ros_timing.py --quick   # 5 s after a 2 s warm-up, no hog
 
-Appends a JSON line per run to bench/results/ros_timing.jsonl.
+Writes a JSON line per run to bench/results/ros_timing.jsonl.
 """
 import argparse
 import json
@@ -25,14 +26,13 @@ import time
 
 from std_srvs.srv import Trigger
 
-from trpo_robot.ros import graph as G
-from trpo_robot.ros import params as P
-from trpo_robot.ros.monitor import Probe
-
-from record import append_results
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` as a script too
+from bench import record  # noqa: E402
+from trpo_robot.ros import graph as G  # noqa: E402
+from trpo_robot.ros import params as P  # noqa: E402
+from trpo_robot.ros.monitor import Probe  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / 'bench' / 'results' / 'ros_timing.jsonl'
 
 
 def hog():
@@ -57,7 +57,10 @@ def hog():
         agent.update(segs)
 
 
-def main():
+QUICK = {'seconds': 5.0, 'warmup': 2.0}
+
+
+def build_parser():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--seconds', type=float, default=60.0)
     ap.add_argument('--warmup', type=float, default=10.0)
@@ -66,9 +69,14 @@ def main():
                     help='saturate this many cores with TRPO updates (default 1)')
     ap.add_argument('--batch', type=int, default=500, help='learner batch, steps')
     ap.add_argument('--run-hog', action='store_true', help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    return record.add_quick(ap)
+
+
+def main(argv=None):
+    args = record.parse(build_parser(), QUICK, argv)
     if args.run_hog:
         return hog()
+    results = record.Run('ros_timing', args.quick, argv)
 
     work = Path(tempfile.mkdtemp(prefix='ros_timing_'))
     values = P.node_parameters([ROOT / 'config' / 'ur5.yaml'], 'actor_node')
@@ -123,7 +131,7 @@ def main():
         'learner_updates': int(learner['updates']) - int(learner0['updates']),
         'update_s': f(learner['update_s'])}
     print(json.dumps(result))
-    append_results(RESULTS, result)
+    results.write(result)
 
 
 if __name__ == '__main__':

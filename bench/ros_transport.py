@@ -9,8 +9,9 @@ of decoding in the subscriber.
 One actor makes one episode per 4 s of robot time (2 per second at 8x real time).
 
     python bench/ros_transport.py
+    python bench/ros_transport.py --quick   # 100 episodes at 100 and 1000 per s
 
-Appends a JSON line to bench/results/ros_transport.jsonl.
+Writes a JSON line per rate to bench/results/ros_transport.jsonl.
 """
 import argparse
 import json
@@ -21,10 +22,10 @@ import time
 
 import numpy as np
 
-from record import append_results
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` as a script too
+from bench import record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / 'bench' / 'results' / 'ros_transport.jsonl'
 TOPIC = '/bench/episodes'
 OBS, ACT, STEPS = 12, 2, 100
 
@@ -127,21 +128,29 @@ def _decode_ms(blob):
     return (time.perf_counter() - t0) / 200 * 1e3
 
 
-def main():
-    if len(sys.argv) > 1 and sys.argv[1] == '--sink':
-        return subscriber(int(sys.argv[2]), sys.argv[3])
+QUICK = {'episodes': 100, 'rates': [100.0, 1000.0]}
+
+
+def build_parser():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--episodes', type=int, default=2000, help='at most, per rate')
     ap.add_argument('--rates', type=float, nargs='+', default=[25, 100, 250, 500, 1000, 2000],
                     help='episodes/s, each paced for ~5 s')
-    args = ap.parse_args()
+    return record.add_quick(ap)
+
+
+def main(argv=None):
+    if len(sys.argv) > 1 and sys.argv[1] == '--sink':
+        return subscriber(int(sys.argv[2]), sys.argv[3])
+    args = record.parse(build_parser(), QUICK, argv)
+    run_record = record.Run('ros_transport', args.quick, argv)
     from trpo_robot.ros import graph as G
     results = []
     for rate in args.rates:
         result = run(int(min(args.episodes, max(200, 5 * rate))), rate, G.free_domain_id())
         print(json.dumps(result), flush=True)
         results.append(result)
-    append_results(RESULTS, *results)
+    run_record.write(*results)
 
 
 if __name__ == '__main__':

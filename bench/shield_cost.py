@@ -6,22 +6,26 @@ held for one agent step (5 driver periods, as at 125 Hz), so the calls mix the c
 proportion a reaching task produces; a 5 cm box around home shows the cost when the box
 is hit all the time. Each call is timed alone; the timer's own cost is subtracted.
 
-    python bench/shield_cost.py [--calls 20000]
+    python bench/shield_cost.py [--calls 20000] [--quick]
 
 Last line: shield_us_per_call_ur5=X shield_us_per_call_dxl=Y (medians, task box on)
 """
 import argparse
 import dataclasses
+from pathlib import Path
+import sys
 import time
 
 import numpy as np
 
-from trpo_robot.paths import urdf_path
-from trpo_robot.robot.backend import JointState
-from trpo_robot.robot.env import default_shield_config, task_spec
-from trpo_robot.robot.shield import Intervention, SafetyShield
-from trpo_robot.robot.spec import RobotSpec
-from trpo_robot.robot.tasks import get_task
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` as a script too
+from bench import record  # noqa: E402
+from trpo_robot.paths import urdf_path  # noqa: E402
+from trpo_robot.robot.backend import JointState  # noqa: E402
+from trpo_robot.robot.env import default_shield_config, task_spec  # noqa: E402
+from trpo_robot.robot.shield import Intervention, SafetyShield  # noqa: E402
+from trpo_robot.robot.spec import RobotSpec  # noqa: E402
+from trpo_robot.robot.tasks import get_task  # noqa: E402
 
 CASES = {  # robot: (task, driver period in s)
     'ur5': ('ur5_reacher_6d', 0.008),
@@ -86,15 +90,23 @@ def measure(robot, calls):
     return spec.dof, rows
 
 
-def main():
+QUICK = {'calls': 2000}
+
+
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--calls', type=int, default=20000)
-    args = parser.parse_args()
+    return record.add_quick(parser)
+
+
+def main(argv=None):
+    args = record.parse(build_parser(), QUICK, argv)
+    run = record.Run('shield_cost', args.quick, argv)
     overhead = timer_cost()
     print(f'timer overhead {overhead:.0f} ns (subtracted)\n')
     print('| robot | joints | workspace | median us | p90 us | p99 us | calls changed by box |')
     print('|---|---|---|---|---|---|---|')
-    medians = {}
+    medians, figures = {}, []
     for robot in CASES:
         dof, rows = measure(robot, args.calls)
         for label, (times, share) in rows.items():
@@ -102,11 +114,15 @@ def main():
             p50, p90, p99 = np.percentile(us, [50, 90, 99])
             print(f'| {robot} | {dof} | {label} | {p50:.1f} | {p90:.1f} | {p99:.1f} | '
                   f'{100 * share:.1f}% |')
+            figures.append(dict(robot=robot, joints=dof, workspace=label, calls=args.calls,
+                                median_us=p50, p90_us=p90, p99_us=p99,
+                                box_share=share, timer_overhead_ns=overhead))
             if label == 'task box':
                 medians[robot] = p50
     print()
     print(f'shield_us_per_call_ur5={medians["ur5"]:.1f} '
           f'shield_us_per_call_dxl={medians["dxl"]:.1f}')
+    run.write(*figures)
 
 
 if __name__ == '__main__':

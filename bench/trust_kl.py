@@ -7,19 +7,24 @@ max_kl x gap^2. `trust_kl_slack` must sit above the largest of these with margin
 
     python bench/trust_kl.py --env trpo_robot/UR5Reacher2D-v0 --preset reacher \
         --steps 80000 --seeds 0 1
+    python bench/trust_kl.py --quick   # two updates of one seed
 """
 import argparse
 import copy
 import json
+from pathlib import Path
+import sys
 
 import gymnasium as gym
 import numpy as np
 
-import trpo_robot  # noqa: F401 - registers the arm tasks
-from trpo_robot.trpo.agent import Agent
-from trpo_robot.trpo.config import preset
-from trpo_robot.trpo.rollout import Sampler
-from trpo_robot.validation.trust import mean_kl
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` as a script too
+from bench import record  # noqa: E402
+import trpo_robot  # noqa: F401,E402 - registers the arm tasks
+from trpo_robot.trpo.agent import Agent  # noqa: E402
+from trpo_robot.trpo.config import preset  # noqa: E402
+from trpo_robot.trpo.rollout import Sampler  # noqa: E402
+from trpo_robot.validation.trust import mean_kl  # noqa: E402
 
 
 def ratios(env_id, preset_name, steps, seed, window=512):
@@ -43,21 +48,33 @@ def ratios(env_id, preset_name, steps, seed, window=512):
     return out
 
 
-def main():
+QUICK = {'steps': 4096, 'seeds': [0]}
+"""Two updates of the reacher preset: gaps of one and of two versions both measured."""
+
+
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--env', default='trpo_robot/UR5Reacher2D-v0')
     parser.add_argument('--preset', default='reacher')
     parser.add_argument('--steps', type=int, default=80_000)
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
-    args = parser.parse_args()
+    return record.add_quick(parser)
+
+
+def main(argv=None):
+    args = record.parse(build_parser(), QUICK, argv)
+    run = record.Run('trust_kl', args.quick, argv)
+    rows = []
     for seed in args.seeds:
         for gap, r in ratios(args.env, args.preset, args.steps, seed).items():
             r = np.asarray(r)
-            print(json.dumps({'env': args.env, 'preset': args.preset, 'seed': seed,
-                              'gap': gap, 'versions': len(r),
-                              'p50': round(float(np.median(r)), 3),
-                              'p90': round(float(np.percentile(r, 90)), 3),
-                              'max': round(float(r.max()), 3)}), flush=True)
+            rows.append({'env': args.env, 'preset': args.preset, 'seed': seed,
+                         'gap': gap, 'versions': len(r),
+                         'p50': round(float(np.median(r)), 3),
+                         'p90': round(float(np.percentile(r, 90)), 3),
+                         'max': round(float(r.max()), 3)})
+            print(json.dumps(rows[-1]), flush=True)
+    run.write(*rows)
 
 
 if __name__ == '__main__':

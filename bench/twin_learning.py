@@ -5,6 +5,7 @@ final end-effector distance of each training episode; the score is the mean fina
 distance over 100 deterministic evaluation episodes. Each run is its own subprocess.
 
     python bench/twin_learning.py [--steps 150000] [--seeds 0 1 2]
+    python bench/twin_learning.py --quick   # one seed, one batch each; no picture in docs/
 
 Writes bench/results/twin_learning.jsonl and docs/img/ur5_reacher_2d_learning.png.
 """
@@ -13,15 +14,16 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from record import append_results
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` as a script too
+from bench import record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / 'bench' / 'results' / 'twin_learning.jsonl'
 PLOT = ROOT / 'docs' / 'img' / 'ur5_reacher_2d_learning.png'
 ENV_ID = 'trpo_robot/UR5Reacher2D-v0'
 EVAL_EPISODES, EVAL_SEED = 100, 50_000
@@ -100,19 +102,19 @@ def worker(impl, steps, seed):
                       'curve': curve}))
 
 
-def spawn(impl, steps, seed):
+def spawn(results, impl, steps, seed):
     cmd = [sys.executable, __file__, '--worker', impl, '--steps', str(steps), '--seed',
            str(seed)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
-    append_results(RESULTS, result)
+    results.write(result)
     print(f'  {impl:5s} seed {seed}: final distance {100 * result["final_distance"]:.2f} cm, '
           f'success {100 * result["success_rate"]:.0f}%, {result["train_seconds"]:.0f} s',
           flush=True)
     return result
 
 
-def plot(results):
+def plot(results, path):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -130,25 +132,35 @@ def plot(results):
     ax.set_ylabel('final distance to target (cm)')
     ax.set_title('UR5Reacher2D on the MuJoCo twin: trpo_robot vs sb3-contrib TRPO (3 seeds)')
     ax.legend()
-    PLOT.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(PLOT, dpi=110)
+    fig.savefig(path, dpi=110)
 
 
-def main():
-    p = argparse.ArgumentParser()
+QUICK = {'steps': 2048, 'seeds': [0]}
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--steps', type=int, default=150_000)
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     p.add_argument('--seed', type=int)
     p.add_argument('--worker', choices=['ours', 'sb3'])
-    args = p.parse_args()
+    return record.add_quick(p)
+
+
+def main(argv=None):
+    args = record.parse(build_parser(), QUICK, argv)
     if args.worker:
         return worker(args.worker, args.steps, args.seed)
+    run = record.Run('twin_learning', args.quick, argv)
     results = []
     for seed in args.seeds:
         for impl in ('ours', 'sb3'):
-            results.append(spawn(impl, args.steps, seed))
-    plot(results)
+            results.append(spawn(run, impl, args.steps, seed))
+    # a quick run's curves are too short to show: its picture stays out of docs/
+    plot(results, Path(tempfile.gettempdir()) / 'twin_learning_quick.png' if args.quick
+         else PLOT)
     print(f'\n| UR5Reacher2D, {args.steps} steps | final distance (cm) per seed | median | '
           'success rate (< 5 cm) | train time (s) |')
     print('|---|---|---|---|---|')

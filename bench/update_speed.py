@@ -5,22 +5,26 @@ networks, 10 CG iterations, damping 0.1, max KL 0.01, one torch thread. Before e
 update both learners are put back to the same starting weights, so every repetition does
 the same work. Timings alternate ours/theirs in pairs; the ratios are medians over pairs.
 
-    python bench/update_speed.py [--pairs 30]
+    python bench/update_speed.py [--pairs 30] [--quick]
 
 Last line: policy_update_speedup=X full_update_speedup=Y
 """
 import argparse
 import copy
+from pathlib import Path
 import statistics
+import sys
 import time
 
 import torch
 
-from trpo_robot.trpo.agent import Agent
-from trpo_robot.trpo.config import TRPOConfig
-from trpo_robot.trpo.fisher import GaussNewtonFisher, kl_hessian_vector_product
-from trpo_robot.trpo.networks import gaussian_log_prob
-from trpo_robot.trpo.update import fit_value, policy_step
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` as a script too
+from bench import record  # noqa: E402
+from trpo_robot.trpo.agent import Agent  # noqa: E402
+from trpo_robot.trpo.config import TRPOConfig  # noqa: E402
+from trpo_robot.trpo.fisher import GaussNewtonFisher, kl_hessian_vector_product  # noqa: E402
+from trpo_robot.trpo.networks import gaussian_log_prob  # noqa: E402
+from trpo_robot.trpo.update import fit_value, policy_step  # noqa: E402
 
 N_STEPS, CG_ITERS, DAMPING, MAX_KL = 2048, 10, 0.1, 0.01
 
@@ -111,10 +115,18 @@ def fvp_cost(obs, pairs):
     return statistics.median(ratios), err, (t2 - t1) / 10
 
 
-def main():
-    parser = argparse.ArgumentParser()
+QUICK = {'pairs': 3}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--pairs', type=int, default=30)
-    args = parser.parse_args()
+    return record.add_quick(parser)
+
+
+def main(argv=None):
+    args = record.parse(build_parser(), QUICK, argv)
+    run = record.Run('update_speed', args.quick, argv)
     torch.set_num_threads(1)
     model = sb3_model()
     batch = batch_from(model)
@@ -138,6 +150,12 @@ def main():
           f'{fvp_ratio:.2f}x cheaper than double backprop of the KL (max abs diff '
           f'{fvp_err:.1e})')
     print(f'policy_update_speedup={rows[False][2]:.2f} full_update_speedup={rows[True][2]:.2f}')
+    run.write(dict(pairs=args.pairs, samples=N_STEPS,
+                   policy_step_ms=dict(ours=1e3 * rows[False][0], sb3=1e3 * rows[False][1]),
+                   full_update_ms=dict(ours=1e3 * rows[True][0], sb3=1e3 * rows[True][1]),
+                   policy_update_speedup=rows[False][2], full_update_speedup=rows[True][2],
+                   fvp_us=1e6 * fvp_time, fvp_speedup_vs_double_backprop=fvp_ratio,
+                   fvp_max_abs_diff=fvp_err))
 
 
 if __name__ == '__main__':

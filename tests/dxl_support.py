@@ -3,7 +3,7 @@ import contextlib
 
 from trpo_robot.hw.backend import DynamixelBackend
 from trpo_robot.hw.config import load_config
-from trpo_robot.hw.emulator import Emulator
+from trpo_robot.dxl_emulator import Emulator
 from trpo_robot.paths import urdf_path
 from trpo_robot.robot.spec import RobotSpec
 

@@ -8,10 +8,10 @@ import pytest
 from trpo_robot.hw import units
 from trpo_robot.hw.bus import ServoFault
 from trpo_robot.hw.emulator import EmulatorError
-from trpo_robot.hw.emulator.server import Physics
 from trpo_robot.robot.env import ArmEnv
 from trpo_robot.robot.lifecycle import EpisodeLifecycle, LifecycleConfig, Phase
 from trpo_robot.robot.tasks import get_task
+from trpo_robot.twin.emulator_physics import EmulatorPhysics
 
 IDS = (1, 2, 3)
 COUNTS = 3 * units.POSITION_UNIT
@@ -84,7 +84,7 @@ def test_a_hand_cannot_move_a_servo_that_holds(emulator, loop):
 
 @pytest.mark.parametrize('limp', [False, True])
 def test_a_limp_joint_in_the_twin_is_not_held_by_its_servo(limp):
-    physics = Physics(3)  # the emulator's MuJoCo twin, as the server steps it
+    physics = EmulatorPhysics(3)  # the emulator's MuJoCo twin, as the server steps it
     physics.set_limp([limp, False, False])
     physics.data.qvel[physics._dadr[0]] = 1.0  # a push on joint 1
     for _ in range(25):  # 50 ms with zero velocity commands

@@ -361,3 +361,23 @@ def test_config_is_frozen_and_hashable():
     hash(config)
     with pytest.raises(AttributeError):
         config.velocity_scale = 1.0
+
+
+def test_a_view_at_another_period_is_the_same_shield_with_that_periods_steps(tight):
+    shield, clock = make(tight)
+    tick = shield.at_period(DT / 4)
+    assert shield.at_period(DT / 4) is tick and tick.at_period(DT) is shield
+    centre = 0.5 * (shield.soft_lower + shield.soft_upper)
+    shield.filter(state(centre, clock), [0.3, -0.3])  # the agent's step: 3.0 * DT per joint
+    np.testing.assert_array_equal(tick.last_sent, shield.last_sent)
+    sent, _ = tick.filter(state(centre, clock), [0.0, 0.0])  # braking starts from it
+    np.testing.assert_allclose(sent, shield.last_sent)
+    np.testing.assert_allclose(np.abs(sent), 3.0 * DT - 3.0 * DT / 4)
+    tick.engage_estop('pad')
+    assert shield.estopped and shield.estop_reason == 'pad'
+    shield.release_estop()
+    assert not tick.estopped
+    too_old = state(centre, clock, age=1.1 * shield.config.stale_periods * DT)
+    assert tick.filter(too_old, [0.0, 0.0])[1] == Intervention.STALE_STATE  # same seconds
+    fresh = state(centre, clock, age=0.9 * shield.config.stale_periods * DT)
+    assert tick.filter(fresh, [0.0, 0.0])[1] != Intervention.STALE_STATE

@@ -311,9 +311,9 @@ def test_the_emulator_without_conditions_adds_nothing(tmp_path):
 
 def test_the_emulators_motors_get_commands_after_the_latency():
     """Its physics, without the bus: 10 ms plus one drawn 10 ms period = 10 steps of 2 ms."""
-    from trpo_robot.hw.emulator.server import Physics
+    from trpo_robot.twin.emulator_physics import EmulatorPhysics
     c = TwinConditions(Randomization(latency_periods=(1, 1)), latency=0.01)
-    physics = Physics(3, c, seed=0)
+    physics = EmulatorPhysics(3, c, seed=0)
     assert physics.drawn['latency_s'] == pytest.approx(0.02)
     command = np.array([0.5, -0.5, 0.3])
     for _ in range(10):
@@ -321,3 +321,24 @@ def test_the_emulators_motors_get_commands_after_the_latency():
         np.testing.assert_array_equal(physics.data.ctrl, 0.0)
     physics.step(command)
     np.testing.assert_array_equal(physics.data.ctrl, command)
+
+
+def test_the_emulator_moves_the_same_arm_as_the_twin():
+    """One stepping: the emulator's physics and MujocoBackend, given the same randomized
+    arm, latency and commands held for whole driver periods, are at the same state."""
+    from trpo_robot.twin.emulator_physics import EmulatorPhysics
+    rand = Randomization(latency_periods=(1, 1))
+    physics = EmulatorPhysics(3, TwinConditions(rand, latency=0.01, noise_std=(0, 0)), 7)
+    twin = MujocoBackend('dxl', randomization=rand, latency=0.01, noise_std=0.0, seed=7)
+    assert physics.drawn == twin.drawn
+    commands = np.random.default_rng(0).uniform(-2.0, 2.0, (50, 3))
+    for command in commands:
+        twin.send_velocity(command)
+        twin.advance(twin.period)
+        for _ in range(round(twin.period / physics.dt)):
+            physics.step(command)
+    state = twin.read()
+    np.testing.assert_array_equal(physics.positions(), state.position)
+    np.testing.assert_array_equal(physics.velocities(), state.velocity)
+    assert physics.time == pytest.approx(state.stamp)
+    assert np.abs(state.position - load_settings('dxl').home).max() > 0.1  # it moved

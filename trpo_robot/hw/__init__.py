@@ -1,8 +1,8 @@
 """hw layer of trpo_robot (see docs/architecture.md): Dynamixel servos over a serial bus.
 
 Imports dynamixel-sdk, pyserial and the robot layer, never rclpy (the UR5 is reached over
-ROS 2 in ``trpo_robot/ros/``). ``hw.emulator`` is the exception that imports the twin: it
-is a test and simulation tool, and nothing else here imports it.
+ROS 2 in ``trpo_robot/ros/``), nor MuJoCo or the twin: ``hw.emulator`` is given the physics
+behind its servos (``trpo_robot.dxl_emulator`` gives it the twin's).
 """
 
 __all__ = ['DynamixelBackend', 'DxlConfig', 'ServoFault', 'load_config']

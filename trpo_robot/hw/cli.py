@@ -1,9 +1,10 @@
-"""Subcommands of the hardware layer: `check-hw` and `dxl-emulator`.
+"""Subcommands of the hardware layer: `check-hw`.
 
-Registered through ``trpo_robot.commands.REGISTRARS``; heavy imports (dynamixel-sdk,
-MuJoCo) happen inside the commands so that `trpo-robot --help` stays fast.
+Registered through ``trpo_robot.commands.REGISTRARS``; heavy imports (dynamixel-sdk)
+happen inside the commands so that `trpo-robot --help` stays fast. `dxl-emulator` runs
+the emulator with the MuJoCo twin behind it, so it is registered above both layers, by
+``trpo_robot.dxl_emulator``.
 """
-import argparse
 import importlib
 
 from trpo_robot.errors import UsageError
@@ -69,31 +70,4 @@ def _ros_check(args) -> int:
     return module.run(args)
 
 
-def register_emulator(sub) -> None:
-    from trpo_robot.hw.emulator.args import add_arguments, fault_epilog
-    p = sub.add_parser('dxl-emulator', help='emulate Dynamixel servos on a pseudo-terminal '
-                       '(Protocol 2.0, joints on the MuJoCo twin)',
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description='Opens a pty, links PATH to it, and answers like X-series '
-                       'servos whose joints move the MuJoCo twin of dxl_arm.',
-                       epilog=fault_epilog())
-    add_arguments(p)
-    p.set_defaults(func=cmd_emulator)
-
-
-def cmd_emulator(args) -> int:
-    from trpo_robot.hw.emulator.faults import FaultError
-    from trpo_robot.hw.emulator.server import run
-    if not args.real_time_factor > 0:
-        raise UsageError(f'--real-time-factor must be > 0, got {args.real_time_factor}')
-    if not all(0 <= i <= 252 for i in args.ids) or len(set(args.ids)) != len(args.ids):
-        raise UsageError(f'--ids must be distinct numbers in 0..252, got {args.ids}')
-    try:
-        return run(args)
-    except FaultError as e:
-        raise UsageError(str(e)) from None
-    except OSError as e:
-        raise UsageError(f'cannot create the link {args.link}: {e}') from None
-
-
-REGISTRARS = [register_check_hw, register_emulator]
+REGISTRARS = [register_check_hw]

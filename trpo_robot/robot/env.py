@@ -14,6 +14,7 @@ import gymnasium as gym
 import numpy as np
 
 from .backend import Backend, BackendFault, check_backend
+from .lifecycle import auto_reset
 from .shield import Intervention, SafetyShield, ShieldConfig
 from .spec import RobotSpec
 from .tasks import Task
@@ -90,8 +91,9 @@ class ArmEnv(gym.Env):
         self.step_wall_s = 0.0
         """Wall-clock cost of the last step (kept out of info, which must be deterministic)."""
         self.drive_resets = not backend.capabilities.teleport
-        """Reset by moving the arm through the shield (a real arm, a ROS twin) instead of
-        teleporting it (a simulator in this process)."""
+        """Reset by moving the arm (a real arm, a ROS twin) instead of teleporting it (a
+        simulator in this process). The move is the lifecycle's auto reset, through this
+        env's shield: the one way an arm is driven to a start pose."""
         self.reset_seconds = 0.0
         """Backend-clock time the last driven reset took (0 after a teleport)."""
         self.aborted = None
@@ -185,29 +187,6 @@ class ArmEnv(gym.Env):
         except BackendFault:
             pass  # the fault already stopped the arm; closing must not raise again
 
-    def drive_to(self, target, tolerance=0.02, timeout=30.0, gain=2.0):
-        """Move to a joint configuration through the shield: the `auto` reset.
-
-        A proportional velocity toward the target, limited like any other command; returns
-        the time it took. Raises TimeoutError (after stopping the arm) if it does not arrive.
-        """
-        target = np.asarray(target, float)
-        t0 = self.backend.now()
-        self.shield.reset()
-        while True:
-            state = self.backend.read()
-            error = target - np.asarray(state.position)
-            if np.max(np.abs(error)) < tolerance:
-                self.backend.stop()
-                return self.backend.now() - t0
-            if self.backend.now() - t0 > timeout:
-                self.backend.stop()
-                raise TimeoutError(f'reset did not reach the start pose in {timeout} s '
-                                   f'(largest joint error {np.max(np.abs(error)):.3f} rad)')
-            sent, _ = self.shield.filter(state, gain * error)
-            self.backend.send_velocity(sent)
-            self.backend.advance(self.dt)
-
     # -- pieces ---------------------------------------------------------------------------
 
     def _move_to_start(self):
@@ -216,7 +195,7 @@ class ArmEnv(gym.Env):
         if self.backend.capabilities.teleport and not self.drive_resets:
             self.backend.reset_state(start)
         else:
-            self.reset_seconds = self.drive_to(start)
+            self.reset_seconds = auto_reset(self, start)
 
     def start_pose(self):
         """A start configuration for the next episode: home plus seeded noise on the

@@ -15,7 +15,7 @@ sequence of commands including NaN, inf and absurd magnitudes:
 These hold exactly for a kinematic arm (``q += sent * period``) and leave the margins for
 tracking error on a real one. How each is kept is written next to the code that keeps it.
 """
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 import enum
 import time
 
@@ -182,13 +182,25 @@ def _per_joint(value, n, name):
     return out.copy()
 
 
+class _Latch:
+    """The e-stop latch of one arm, shared by every period's view of its shield (a
+    mutable holder, so that a view sees an e-stop engaged through another at once)."""
+
+    __slots__ = ('reason',)
+
+    def __init__(self):
+        self.reason = None
+
+
 class SafetyShield:
     """Filters joint velocity commands so that only safe ones reach the arm.
 
     Stateful: it remembers the last sent command (the acceleration limit is relative to it)
     and the latched e-stop. ``filter`` and ``reset`` belong to one control loop (they share
     buffers); ``engage_estop`` may be called from any thread and takes effect at the next
-    ``filter``.
+    ``filter``. One arm has one shield: a loop of another period (the lifecycle ticking
+    every driver period beside the agent's steps) uses ``at_period``, which shares the
+    latch and the last sent command instead of keeping a second copy in step.
     """
 
     def __init__(self, spec: RobotSpec, config: ShieldConfig, period: float,
@@ -208,10 +220,10 @@ class SafetyShield:
         self._spare = np.empty(self._n)
         self._clipped = np.empty(self._n)
         self._braked = np.empty(self._n)
-        self._ones = np.ones(self._n)
         self._zeros = np.zeros(self._n)
         self._window = np.empty((2, self._n))
-        self._estop_reason = None
+        self._latch = _Latch()
+        self._views = {self.period: self}
 
     # ------------------------------------------------------------------ construction
 
@@ -280,12 +292,12 @@ class SafetyShield:
     @property
     def estopped(self):
         """True while the e-stop is latched; only ``release_estop`` clears it."""
-        return self._estop_reason is not None
+        return self._latch.reason is not None
 
     @property
     def estop_reason(self):
         """Why the e-stop was first engaged, or None."""
-        return self._estop_reason
+        return self._latch.reason
 
     @property
     def last_sent(self):
@@ -297,12 +309,12 @@ class SafetyShield:
 
         The first reason is kept, since later ones are usually consequences of it.
         """
-        if self._estop_reason is None:
-            self._estop_reason = str(reason)
+        if self._latch.reason is None:
+            self._latch.reason = str(reason)
 
     def release_estop(self):
         """Unlatch the e-stop; an explicit operator action, never automatic."""
-        self._estop_reason = None
+        self._latch.reason = None
 
     def reset(self, state: JointState | None = None):
         """Forget the last sent command, e.g. after a teleport in simulation.
@@ -311,11 +323,32 @@ class SafetyShield:
         from the measured velocity (clipped to the velocity limit).
         """
         self._last[:] = 0.0
-        if state is None:
-            return
-        velocity = np.asarray(state.velocity, dtype=np.float64)
-        if velocity.shape == (self._n,) and np.all(np.isfinite(velocity)):
-            np.clip(velocity, self._neg_vmax, self._vmax, out=self._last)
+        if state is not None:
+            self.continue_from(state.velocity)
+
+    def continue_from(self, command):
+        """Take ``command`` (clipped to the velocity limit) as the last one sent, e.g. the
+        agent's last command when another loop takes the arm over; a command of the wrong
+        shape or not finite counts as rest."""
+        command = np.asarray(command, dtype=np.float64)
+        self._last[:] = 0.0
+        if command.shape == (self._n,) and np.all(np.isfinite(command)):
+            np.clip(command, self._neg_vmax, self._vmax, out=self._last)
+
+    def at_period(self, period):
+        """This shield for a loop of another period: the same limits, e-stop latch and last
+        sent command, with ``period``'s acceleration step and braking distances; the
+        staleness allowance stays the same in seconds. Views are made once per period."""
+        period = float(period)
+        view = self._views.get(period)
+        if view is None:
+            ratio = self.period / period
+            config = replace(self.config, stale_periods=self.config.stale_periods * ratio)
+            view = SafetyShield(self.spec, config, period, clock=self._clock)
+            view._latch, view._last, view._views = self._latch, self._last, self._views
+            view._stale_after = self._stale_after  # exact, whatever the float ratio gives
+            self._views[period] = view
+        return view
 
     def filter(self, state: JointState, command):  # noqa: A003 - the documented API
         """Return ``(sent, interventions)``: the command to send now, and why it changed.
@@ -326,7 +359,7 @@ class SafetyShield:
         ``state.position`` and ``state.stamp`` are used: the acceleration limit is relative
         to the last sent command, which the driver tracks.
         """
-        if self._estop_reason is not None:
+        if self._latch.reason is not None:
             return self._brake(self._estop_dv, Intervention.ESTOP)
         try:
             age = self._clock() - state.stamp

@@ -18,6 +18,7 @@ import numpy as np
 from trpo_robot import auth
 from trpo_robot.robot.backend import BackendFault
 from trpo_robot.robot.lifecycle import LifecycleError, Phase
+from trpo_robot.ros.params import SWAP_AT
 from trpo_robot.trpo import wire
 from trpo_robot.trpo.rollout import EpisodeRecorder
 
@@ -186,38 +187,85 @@ class ActorStats:
 
 
 class Outbox:
-    """Records each episode, then publishes it, in a thread of its own.
+    """Signs each episode, writes it to the store, then publishes it: the actor's whole
+    hand-over, given the signing key, the store and the publish callable it needs.
 
     Writing is durable (fsync), which takes about a millisecond and sometimes several: more
     than a driver period on a fast twin, and the arm must be commanded every period while
-    the lifecycle brakes it. One thread and a FIFO keep the order (write before send,
-    sequence by sequence); ``close`` drains what is queued, so a clean shutdown records
-    everything. An episode still queued when the process is killed is neither on disk nor
-    sent: it shows as a gap in the stored sequence (counted as lost).
+    the lifecycle brakes it. So a node ``start``s it: a thread of its own and a FIFO keep
+    the order (write before send, sequence by sequence), and ``close`` drains what is
+    queued, so a clean shutdown records everything. An episode still queued when the
+    process is killed is neither on disk nor sent: it shows as a gap in the stored
+    sequence (counted as lost). Not started (the bare loop's tests), ``put`` does the work
+    at once, in the caller's thread.
     """
 
-    def __init__(self, actor: 'Actor'):
-        self._actor = actor
+    def __init__(self, keyring: auth.Keyring, publish, *, store=None, actor_id='',
+                 stats: ActorStats, log):
+        """``stats``: the actor's, where stored, store_failures and publish_failures are
+        counted (once started, the outbox thread is their only writer)."""
+        self.keyring, self.publish, self.store = keyring, publish, store
+        self.actor_id, self.stats, self._log = actor_id, stats, log
+        self._unrecorded = deque(maxlen=UNRECORDED_LIMIT)
+        """(signed blob, sequence) the store has not taken yet (_record_waiting)."""
+        self._queue = None
+        self._thread = None
+
+    def start(self):
         self._queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name='episode-outbox', daemon=True)
         self._thread.start()
 
     def put(self, blob, sequence):
-        self._queue.put((blob, sequence))
+        if self._queue is None:
+            self.send(blob, sequence)
+        else:
+            self._queue.put((blob, sequence))
 
     def pending(self) -> int:
-        return self._queue.qsize()
+        return self._queue.qsize() if self._queue is not None else 0
 
     def _run(self):
         while True:
             item = self._queue.get()
             if item is None:
                 return
-            self._actor.record_and_publish(*item)
+            self.send(*item)
 
     def close(self, timeout=10.0):
-        self._queue.put(None)
-        self._thread.join(timeout)
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout)
+
+    def send(self, blob, sequence):
+        """Sign one episode, write it to the store (if any), then publish it. Signed here,
+        in the outbox thread, so that the hash costs the control thread nothing."""
+        blob = self.keyring.sign(blob, auth.EPISODE)
+        if self.store is not None:
+            self._unrecorded.append((blob, sequence))
+            self._record_waiting()
+        try:
+            self.publish(blob)
+        except Exception as e:  # noqa: BLE001 - a transport hiccup must not stop the arm loop
+            self.stats.publish_failures += 1
+            self._log(f'could not publish an episode: {e!r}')
+
+    def _record_waiting(self):
+        """Write the episodes not yet on disk, oldest first. One the disk refused (full,
+        failing) stays waiting and is tried again with the next episode, so a disk that
+        fills and empties loses no record; beyond UNRECORDED_LIMIT the oldest are given
+        up (they were still published)."""
+        while self._unrecorded:
+            blob, sequence = self._unrecorded[0]
+            try:
+                self.store.write(blob, actor=self.actor_id, sequence=sequence)
+            except Exception as e:  # noqa: BLE001 - a full disk must not stop the arm loop
+                self.stats.store_failures += 1
+                self._log(f'could not record episode {sequence} ({len(self._unrecorded)} '
+                          f'waiting): {e!r}')
+                return
+            self._unrecorded.popleft()
+            self.stats.stored += 1
 
 
 @dataclass(frozen=True)
@@ -251,9 +299,9 @@ class Actor:
     def __init__(self, env, inbox: PolicyInbox, publish, *, robot, task, actor_id, seed=0,
                  swap_at='episode', on_swap=None, log=None, store=None, lifecycle=None,
                  teleport=False, synchronous=False, hold_timeout=300.0):
-        if swap_at not in ('episode', 'tick'):
+        if swap_at not in SWAP_AT:
             raise ValueError(f"swap_at must be 'episode' or 'tick', got {swap_at!r}")
-        self.env, self.inbox, self.publish = env, inbox, publish
+        self.env, self.inbox = env, inbox
         self.keyring = inbox.keyring
         """Signs every episode with the key its inbox checks policies against."""
         self.robot, self.task, self.actor_id = robot, task, actor_id
@@ -268,12 +316,11 @@ class Actor:
         """An EpisodeStore: every segment is written there before it is published, and a
         restarted actor continues the sequence of its stored episodes."""
         self.sequence = store.next_sequence(actor_id) if store is not None else 0
-        self._unrecorded = deque(maxlen=UNRECORDED_LIMIT)
-        """(signed blob, sequence) the store has not taken yet (_record_waiting)."""
         self.lifecycle = lifecycle
         """An EpisodeLifecycle: it owns the arm between episodes (stop, reset, READY) and
-        can cut an episode (e-stop, pause). None: env.reset() resets, as in the tests of
-        the bare loop."""
+        can cut an episode (e-stop, pause). None (the bare loop of the tests): env.reset()
+        teleports the twin, or drives the arm by a lifecycle auto reset of its own
+        (lifecycle.auto_reset), so an arm is driven to its start one way only."""
         self.teleport = teleport
         """An auto reset teleports the twin to the lifecycle's goal instead of driving."""
         self._teleported = None
@@ -283,14 +330,15 @@ class Actor:
         self._held_since = None
         """Graph time when the current hold began; None while not holding."""
         self._held_before_episode = 0.0
-        self.outbox = None
-        """An Outbox: record and publish off the control thread (see Outbox)."""
         self.twin_heard = None
         """What the twin said it drew (its latched ~/conditions, set by the node); None
         on a real arm, which says nothing of the kind."""
         self._twin = None
         """The conditions of the episode being acted, for its extra as twin."""
         self.stats = ActorStats()
+        self.outbox = Outbox(self.keyring, publish, store=store, actor_id=actor_id,
+                             stats=self.stats, log=self._log)
+        """Signs, records and publishes each episode; a node starts its thread."""
         self._segment_interventions = 0
         """Steps of the segment being acted whose command the shield changed: its extra
         carries them, so the learner can tell how often the shield stepped in per batch."""
@@ -567,40 +615,7 @@ class Actor:
         self.stats.steps += len(segment)
         if not aborted:
             self._steps_on_policy += len(segment)
-        if self.outbox is not None:
-            self.outbox.put(blob, sequence)
-        else:
-            self.record_and_publish(blob, sequence)
-
-    def record_and_publish(self, blob, sequence):
-        """Sign one episode, write it to the store (if any), then publish it. Signed here,
-        in the outbox thread, so that the hash costs the control thread nothing."""
-        blob = self.keyring.sign(blob, auth.EPISODE)
-        if self.store is not None:
-            self._unrecorded.append((blob, sequence))
-            self._record_waiting()
-        try:
-            self.publish(blob)
-        except Exception as e:  # noqa: BLE001 - a transport hiccup must not stop the arm loop
-            self.stats.publish_failures += 1
-            self._log(f'could not publish an episode: {e!r}')
-
-    def _record_waiting(self):
-        """Write the episodes not yet on disk, oldest first. One the disk refused (full,
-        failing) stays waiting and is tried again with the next episode, so a disk that
-        fills and empties loses no record; beyond UNRECORDED_LIMIT the oldest are given
-        up (they were still published)."""
-        while self._unrecorded:
-            blob, sequence = self._unrecorded[0]
-            try:
-                self.store.write(blob, actor=self.actor_id, sequence=sequence)
-            except Exception as e:  # noqa: BLE001 - a full disk must not stop the arm loop
-                self.stats.store_failures += 1
-                self._log(f'could not record episode {sequence} ({len(self._unrecorded)} '
-                          f'waiting): {e!r}')
-                return
-            self._unrecorded.popleft()
-            self.stats.stored += 1
+        self.outbox.put(blob, sequence)
 
     def _reset_seconds(self):
         """Robot time of the reset before this episode, apart from the agent's time."""

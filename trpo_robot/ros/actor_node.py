@@ -33,7 +33,7 @@ from trpo_robot.robot.lifecycle import EpisodeLifecycle, LifecycleConfig, Lifecy
 from trpo_robot.robot.spec import RobotSpec
 from trpo_robot.robot.teleop import joy_mapping
 from trpo_robot.ros import node_utils as U
-from trpo_robot.ros.acting import Actor, Outbox, PolicyInbox
+from trpo_robot.ros.acting import Actor, PolicyInbox
 from trpo_robot.ros.backend import guard_slack, RosBackend, SimRosBackend
 from trpo_robot.ros.params import ParamError, RobotParams, task_dims
 from trpo_robot.store import EpisodeStore
@@ -52,7 +52,7 @@ SWAP_FIELDS = ('version', 'previous', 'received', 'built', 'swapped', 'first_act
 """Layout of a ~/swaps message (Float64MultiArray); times are CLOCK_MONOTONIC seconds."""
 
 
-class ActorNode(Node):
+class ActorNode(U.WorkerNode, Node):
     def __init__(self, stop: threading.Event, node_name='actor_node'):
         super().__init__(node_name, automatically_declare_parameters_from_overrides=True)
         (self.p,) = U.read_params(self, RobotParams)
@@ -109,7 +109,7 @@ class ActorNode(Node):
                            log=lambda text: self._warn('actor', text), store=self.store,
                            teleport=p.teleport, synchronous=p.synchronous,
                            hold_timeout=p.learner_timeout)
-        self.actor.outbox = Outbox(self.actor)
+        self.actor.outbox.start()  # record and publish off the control thread
         self.realtime_priority = 50 if p.realtime else 0  # run_node applies it
         self.last_swap = None
 
@@ -167,12 +167,6 @@ class ActorNode(Node):
             status = self.inbox.offer(blob)
             if status != 'accepted':
                 raise GateError(f'policy_checkpoint {self.p.policy_checkpoint}: {status}')
-
-    def start(self):
-        self.thread.start()
-
-    def failed(self):
-        return self.thread.error is not None
 
     def shutdown(self):
         self.stop_event.set()

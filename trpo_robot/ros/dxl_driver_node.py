@@ -42,7 +42,7 @@ REALTIME_PRIORITY = 50
 """SCHED_FIFO priority of the bus thread (ros2_control's loop priority)."""
 
 
-class DxlDriverNode(Node):
+class DxlDriverNode(U.WorkerNode, Node):
     def __init__(self, stop: threading.Event, node_name='dxl_driver_node'):
         super().__init__(node_name, automatically_declare_parameters_from_overrides=True)
         self.p, self.d = U.read_params(self, RobotParams, DxlDriverParams)
@@ -94,11 +94,8 @@ class DxlDriverNode(Node):
 
     # -- node lifecycle (run_node) -------------------------------------------------------
 
-    def start(self):
-        self.thread.start()
-
     def failed(self):
-        return self.fault is not None or self.thread.error is not None
+        return self.fault is not None or super().failed()
 
     def shutdown(self):
         """Torque off whatever happened (close() is a no-op for a bus that already

@@ -41,7 +41,7 @@ relay. The guard blocks between messages (about a third of a core at 8x), so it 
 nobody."""
 
 
-class GuardNode(Node):
+class GuardNode(U.WorkerNode, Node):
     def __init__(self, stop: threading.Event, node_name='command_guard'):
         super().__init__(node_name, automatically_declare_parameters_from_overrides=True)
         (self.p,) = U.read_params(self, RobotParams)
@@ -72,12 +72,6 @@ class GuardNode(Node):
             f'{self.guard.timeout * 1e3:.0f} ms of driver time without a command')
 
     # -- node lifecycle (run_node) -------------------------------------------------------
-
-    def start(self):
-        self.thread.start()
-
-    def failed(self):
-        return self.thread.error is not None
 
     def shutdown(self):
         """Leaving: the arm must not keep the actor's last command after us."""

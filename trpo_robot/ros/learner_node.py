@@ -26,7 +26,7 @@ INBOX_LIMIT = 1000
 """Blobs waiting for the worker; beyond this (a stuck worker) the oldest are dropped."""
 
 
-class LearnerNode(Node):
+class LearnerNode(U.WorkerNode, Node):
     def __init__(self, stop: threading.Event, node_name='learner_node'):
         super().__init__(node_name, automatically_declare_parameters_from_overrides=True)
         self.rp, self.lp = U.read_params(self, RobotParams, LearnerParams)
@@ -57,10 +57,7 @@ class LearnerNode(Node):
 
     def start(self):
         self._publish_policy()
-        self.thread.start()
-
-    def failed(self):
-        return self.thread.error is not None
+        super().start()
 
     def shutdown(self):
         self.stop_event.set()

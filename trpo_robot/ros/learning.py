@@ -3,7 +3,9 @@
 ``LearnerCore`` wraps the transport-free ``AsyncLearner`` with what a run needs around it:
 per-episode returns and success for progress, the run's end (success rate or step budget),
 a CSV row per update, and checkpoints. One thread owns it (the node's worker thread), so
-it needs no locks.
+it needs no locks. It decodes each blob once (wire.read_episode, which checks the size
+cap and the signature first) and hands the Episode to AsyncLearner, which owns the queue,
+the counters and the staleness rules; refusals go through AsyncLearner.refuse.
 """
 from collections import deque
 import csv
@@ -46,8 +48,7 @@ class LearnerCore:
         else:
             agent = Agent(self.obs_dim, self.act_dim, lp.trpo_config(), seed=rp.seed)
         self.learner = AsyncLearner(agent, robot=rp.robot, task=self.task.name,
-                                    epoch=time.time_ns())
-        self.learner.consumed_ids.update(consumed)
+                                    epoch=time.time_ns(), consumed=consumed, warn=self.warn)
         self.resumed_fed = 0
         """Stored episodes the checkpoint had not consumed, fed at start-up (feed_stored)."""
         self.store = None
@@ -91,50 +92,41 @@ class LearnerCore:
         return self.learner.counters
 
     def offer(self, blob) -> str:
-        """One received (or stored) episode blob: size cap, signature, AsyncLearner's
-        checks, then run statistics. What became of it goes to the ledger."""
-        status, info = self._offer(blob)
+        """One received (or stored) episode blob: decoded once (size cap, signature,
+        validation), AsyncLearner's checks, then run statistics. What became of it goes to
+        the ledger."""
+        status, key = self._offer(blob)
         if self.ledger is not None and status != 'queued':
-            self.ledger.row(status.partition(':')[0], self.agent.version, info)
+            self.ledger.key_row(status.partition(':')[0], self.agent.version, key or ('', -1))
         return status
 
     def _offer(self, blob):
-        if len(blob) > self.lp.max_episode_bytes:
-            return self._reject(f'blob of {len(blob)} bytes exceeds the cap of '
-                                f'{self.lp.max_episode_bytes}'), None
         try:
-            blob = self.keyring.open(blob, auth.EPISODE)
+            episode = wire.read_episode(blob, self.obs_dim, self.act_dim, keyring=self.keyring,
+                                        max_bytes=self.lp.max_episode_bytes)
         except auth.AuthError as e:
-            self.counters.unauthenticated += 1
-            return self._reject(f'not from an actor of this fleet: {e}', kind='auth'), None
-        try:
-            _, info = wire.decode_episode(blob, self.obs_dim, self.act_dim)
-        except wire.WireError:
-            info = None  # AsyncLearner.offer rejects it below, with its reason
-        if info and info['task'] and info['task'] != self.task.name:
-            return self._reject(f'episode of task {info["task"]!r}, learning '
-                                f'{self.task.name!r}'), info
-        if info:
-            self._fill_gap(info['actor'], info['sequence'])
-        if info and info['policy_version'] > self.agent.version:
-            # Acted by a version this learner never had: published by a learner that died
-            # after its last checkpoint. Its log-probabilities belong to lost weights.
-            c = self.learner.counters
-            c.received += 1
-            c.stale += 1
-            return 'stale', info
-        status = self.learner.offer(blob)
-        if self.done and self.lp.stop_when_done:
-            self.learner.pending.clear()  # frozen: count and check, but keep nothing
-        if status in ('queued', 'stale'):
-            segment, info = wire.decode_episode(blob, self.obs_dim, self.act_dim)
-            self.acted_steps += len(segment)
-            extra = info.get('extra') or {}
-            self._count_shield(extra, len(segment))
-            if not extra.get('partial', False):
-                ret = _finite(extra.get('episode_return'), float(segment.rewards.sum()))
-                self._episode_done(ret, extra)
-        return status, info
+            return self.learner.refuse(f'not from an actor of this fleet: {e}',
+                                       unauthenticated=True), None
+        except wire.WireError as e:
+            return self.learner.refuse(str(e)), None
+        if episode.task and episode.task != self.task.name:
+            return self.learner.refuse(f'episode of task {episode.task!r}, learning '
+                                       f'{self.task.name!r}'), episode.key
+        self._fill_gap(episode.actor, episode.sequence)
+        lost_weights = episode.policy_version > self.agent.version
+        status = self.learner.take(episode)
+        if status == 'queued' or status == 'stale' and not lost_weights:
+            self._count_episode(episode)
+        return status, episode.key
+
+    def _count_episode(self, episode):
+        """Run statistics of an episode that was acted by a version this learner had."""
+        self.acted_steps += len(episode)
+        extra = episode.extra
+        self._count_shield(extra, len(episode))
+        if not extra.get('partial', False):
+            self._episode_done(_finite(extra.get('episode_return'), episode.episode_return),
+                               extra)
 
     def _fill_gap(self, actor, sequence):
         """Episodes of a known actor that were skipped, read from the store.
@@ -172,16 +164,6 @@ class LearnerCore:
             self._shield[0] += int(changed)
             self._shield[1] += steps
 
-    def _reject(self, reason, kind='episode'):
-        """Count a blob refused before AsyncLearner saw it, as AsyncLearner counts its own."""
-        c = self.learner.counters
-        c.received += 1
-        c.rejected += 1
-        c.reasons[reason] = c.reasons.get(reason, 0) + 1
-        self.warn(kind, f'rejected an episode blob: {reason} [{c.rejected} rejected so far, '
-                  f'{c.unauthenticated} unsigned or wrongly signed]')
-        return f'rejected: {reason}'
-
     def _episode_done(self, ret, extra):
         self.episodes += 1
         distance = _finite(extra.get('final_distance'), -1.0)
@@ -198,7 +180,7 @@ class LearnerCore:
             try:
                 blob = store.read(path)
             except Exception as e:  # noqa: BLE001 - one damaged file must not stop the run
-                self._reject(f'stored episode {path}: {e}')
+                self.learner.refuse(f'stored episode {path}: {e}')
                 continue
             self.offer(blob)
             fed += 1
@@ -206,7 +188,7 @@ class LearnerCore:
         return fed
 
     def ready(self) -> bool:
-        return not (self.done and self.lp.stop_when_done) and self.learner.ready()
+        return self.learner.ready()  # frozen once done, with stop_when_done
 
     def update(self):
         """One TRPO update; returns the CSV row (a dict) or None if every episode was stale."""
@@ -273,6 +255,8 @@ class LearnerCore:
             self.done = 'success'
         elif self.agent.total_steps >= self.rp.budget_steps:
             self.done = 'budget'
+        if self.done and self.lp.stop_when_done:
+            self.learner.stop_keeping()  # count and check what still comes, but keep nothing
         if self.done:
             self.log(f'run done ({self.done}) at {self.agent.total_steps} steps, version '
                      f'{self.agent.version}, success rate {self.success_rate():.2f}')
@@ -353,10 +337,6 @@ class Ledger:
         self._csv.writerow((time.time(), self._epoch, 'resumed' if resumed else 'fresh',
                             version, '', -1))
         self.flush()
-
-    def row(self, event, version, info):
-        actor, seq = (info['actor'], info['sequence']) if info else ('', -1)
-        self.key_row(event, version, (actor, seq))
 
     def key_row(self, event, version, key):
         self._csv.writerow((time.time(), self._epoch, event, version, key[0], key[1]))

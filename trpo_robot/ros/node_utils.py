@@ -192,6 +192,22 @@ class Worker(threading.Thread):
             self._logger.error(f'{self.name} thread failed: {e!r}\n{traceback.format_exc()}')
 
 
+class WorkerNode:
+    """What run_node asks of a node, written once: one ``Worker`` in ``self.thread`` does
+    the node's work, and the node has failed when that thread has. A node with more to
+    start or more ways to fail extends these; ``shutdown`` stays each node's own, because
+    what leaving safely means differs (stop the arm, write a checkpoint)."""
+
+    realtime_priority = 0
+    """SCHED_FIFO priority run_node gives the node's threads; 0: none."""
+
+    def start(self):
+        self.thread.start()
+
+    def failed(self):
+        return self.thread.error is not None
+
+
 # ---------------------------------------------------------------- main
 
 def run_node(make_node, argv=None, name='node'):
@@ -204,8 +220,8 @@ def run_node(make_node, argv=None, name='node'):
     settings"): signal handlers, gc.freeze(), and for a node whose ``realtime_priority`` is
     not 0 the switch interval and SCHED_FIFO for all its threads, so that nothing a test
     or another program imports from here changes its host process.
-    make_node(stop) returns a Node with start(), failed(), shutdown() -> exit code and
-    realtime_priority.
+    make_node(stop) returns a WorkerNode (start(), failed(), shutdown() -> exit code,
+    realtime_priority).
 
     rclpy's own signal handlers are off: they would shut the context down at once, and the
     node could no longer publish the final stop command.

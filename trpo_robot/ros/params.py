@@ -12,14 +12,14 @@ from pathlib import Path
 
 import yaml
 
+from trpo_robot.robot.phases import RESET_MODES
 from trpo_robot.robot.tasks import get_task, Task, TASKS
 from trpo_robot.trpo.config import preset, TRPOConfig
 from trpo_robot.twin.conditions import TwinConditions
 from trpo_robot.twin.randomization import Randomization
 
 SWAP_AT = ('episode', 'tick')
-RESET_MODES = ('auto', 'teleop', 'freedrive')
-"""The episode lifecycle's reset modes (trpo_robot/robot/lifecycle.py)."""
+"""When an actor takes a new policy (trpo_robot/ros/acting.py checks against this)."""
 ROBOT_FAMILY = {'ur5': 'ur5', 'ur5e': 'ur5', 'dxl': 'dxl'}
 """Twin robot (sim/robots.yaml) -> the family its tasks are written for (Task.robot)."""
 MiB = 1024 * 1024

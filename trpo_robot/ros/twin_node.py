@@ -58,7 +58,7 @@ QOS_LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
 """robot_program_running, as the driver's io_and_status_controller publishes it."""
 
 
-class TwinNode(Node):
+class TwinNode(U.WorkerNode, Node):
     def __init__(self, stop: threading.Event, node_name='twin_node'):
         super().__init__(node_name, automatically_declare_parameters_from_overrides=True)
         (self.p,) = U.read_params(self, RobotParams)
@@ -150,12 +150,6 @@ class TwinNode(Node):
             self.create_service(Trigger, f'~/{name}', self._trigger(change))
 
     # -- node lifecycle (run_node) -------------------------------------------------------
-
-    def start(self):
-        self.thread.start()
-
-    def failed(self):
-        return self.thread.error is not None
 
     def shutdown(self):
         self._stopping.set()

@@ -1,14 +1,17 @@
 """The asynchronous learner without any transport: episodes in, versioned policies out.
 
-A ROS node (or anything else) hands it received blobs; it validates them, drops episodes
-acted by a policy more than `max_policy_lag` versions old, and updates once a batch is full.
-Counters say what happened to every blob, so nothing disappears silently.
+``AsyncLearner`` is the one owner of what happens to an episode after it is decoded: the
+queue of episodes waiting for an update, the counters that say what became of every blob
+(so nothing disappears silently), duplicates and the per-actor sequences consumed (what a
+resume goes by), and the staleness rules. Whoever feeds it (the ROS learner's LearnerCore,
+a test) reports through its methods and reads its counters; nothing else edits them.
 """
 import logging
 from dataclasses import dataclass, field
 
 from . import wire
 from .agent import Agent, UpdateStats
+from .episode import Episode
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +29,15 @@ class LearnerCounters:
     reasons: dict = field(default_factory=dict)
 
 
+def _log_warning(kind, text):
+    log.warning('learner: %s', text)
+
+
 class AsyncLearner:
     def __init__(self, agent: Agent, *, robot='', task='', obs_dim=None, act_dim=None,
-                 epoch=0):
+                 epoch=0, consumed=None, warn=None):
+        """``consumed``: {actor: highest sequence learned from}, from a checkpoint.
+        ``warn(kind, text)``: where refusals are said ('auth' or 'episode' kind)."""
         self.agent = agent
         self.epoch = int(epoch)
         """Stamped on every policy blob (wire.encode_policy): orders this learner's
@@ -36,69 +45,97 @@ class AsyncLearner:
         self.robot, self.task = robot, task
         self.obs_dim = obs_dim or agent.obs_dim
         self.act_dim = act_dim or agent.act_dim
-        self.pending = []
+        self.warn = warn or _log_warning
+        self.pending: list[Episode] = []
         self.counters = LearnerCounters()
-        self.consumed_ids = {}
+        self.consumed_ids = dict(consumed or {})
         """Highest episode sequence consumed per actor: what a checkpoint records."""
         self._seen = set()
+        self.frozen = False
+        """The run is over: episodes are still checked and counted, but none is kept."""
         self.last_learned = []
         """(actor, sequence) of the episodes the last update learned from."""
         self.last_stale = []
         """(actor, sequence) of the queued episodes the last update dropped as too old."""
 
     def offer(self, blob) -> str:
-        """Take one episode blob; return 'queued' or why it was not queued."""
+        """Take one unsigned episode blob (tests, tools): decode it, then ``take`` it."""
+        try:
+            episode = wire.read_episode(blob, self.obs_dim, self.act_dim)
+        except wire.WireError as e:
+            return self.refuse(str(e))
+        return self.take(episode)
+
+    def take(self, episode: Episode) -> str:
+        """One decoded episode: 'queued', or why it was not queued."""
         c = self.counters
         c.received += 1
-        try:
-            segment, info = wire.decode_episode(blob, self.obs_dim, self.act_dim)
-        except wire.WireError as e:
-            return self._reject(str(e))
-        key = (info['actor'], info['sequence'])
-        if key in self._seen or info['sequence'] <= self.consumed_ids.get(key[0], -1):
+        if episode.policy_version > self.agent.version:
+            # Acted by a version this learner never had: published by a learner that died
+            # after its last checkpoint. Its log-probabilities belong to lost weights.
+            c.stale += 1
+            return 'stale'
+        actor, sequence = episode.key
+        if episode.key in self._seen or sequence <= self.consumed_ids.get(actor, -1):
             # Heard before, or learned from before a --resume: a replay, or a stored copy.
             c.duplicates += 1
             return 'duplicate'
-        self._seen.add(key)
-        if info['aborted']:
+        self._seen.add(episode.key)
+        if episode.aborted:
             c.aborted += 1
             return 'aborted'
-        if self.robot and info['robot'] and info['robot'] != self.robot:
-            return self._reject(f'episode from robot {info["robot"]!r}, expected {self.robot!r}')
-        if self._too_old(segment.policy_version):
+        if self.robot and episode.robot and episode.robot != self.robot:
+            return self._refused(f'episode from robot {episode.robot!r}, expected '
+                                 f'{self.robot!r}')
+        if self._too_old(episode.policy_version):
             c.stale += 1
             return 'stale'
-        self.pending.append((segment, key))
+        if not self.frozen:
+            self.pending.append(episode)
         return 'queued'
 
-    def _reject(self, reason):
-        self.counters.rejected += 1
-        self.counters.reasons[reason] = self.counters.reasons.get(reason, 0) + 1
-        log.warning('learner: rejected an episode blob: %s', reason)
+    def refuse(self, reason, *, unauthenticated=False) -> str:
+        """Count a blob that never became an Episode (too big, unsigned, malformed, of
+        another task) as received and rejected, and say why."""
+        self.counters.received += 1
+        self.counters.unauthenticated += bool(unauthenticated)
+        return self._refused(reason, 'auth' if unauthenticated else 'episode')
+
+    def _refused(self, reason, kind='episode'):
+        c = self.counters
+        c.rejected += 1
+        c.reasons[reason] = c.reasons.get(reason, 0) + 1
+        self.warn(kind, f'rejected an episode blob: {reason} [{c.rejected} rejected so far, '
+                  f'{c.unauthenticated} unsigned or wrongly signed]')
         return f'rejected: {reason}'
+
+    def stop_keeping(self):
+        """The run is done: drop the queue and keep nothing from now on."""
+        self.frozen = True
+        self.pending.clear()
 
     def _too_old(self, version):
         return self.agent.version - version > self.agent.config.max_policy_lag
 
     def pending_steps(self):
-        return sum(len(s) for s, _ in self.pending)
+        return sum(len(e) for e in self.pending)
 
     def ready(self):
-        return self.pending_steps() >= self.agent.config.batch_steps
+        return not self.frozen and self.pending_steps() >= self.agent.config.batch_steps
 
     def update(self) -> UpdateStats | None:
         """One TRPO update on the queued episodes that are still fresh enough."""
-        fresh = [(s, k) for s, k in self.pending if not self._too_old(s.policy_version)]
-        self.last_stale = [k for s, k in self.pending if self._too_old(s.policy_version)]
+        fresh = [e for e in self.pending if not self._too_old(e.policy_version)]
+        self.last_stale = [e.key for e in self.pending if self._too_old(e.policy_version)]
         self.last_learned = []
         self.counters.stale += len(self.pending) - len(fresh)
         self.pending = []
         if not fresh:
             return None
-        stats = self.agent.update([s for s, _ in fresh])
+        stats = self.agent.update(fresh)
         self.counters.consumed += len(fresh)
-        self.last_learned = [k for _, k in fresh]
-        for _, (actor, seq) in fresh:
+        self.last_learned = [e.key for e in fresh]
+        for actor, seq in self.last_learned:
             self.consumed_ids[actor] = max(seq, self.consumed_ids.get(actor, -1))
         return stats
 

@@ -17,6 +17,7 @@ from safetensors.numpy import save as st_save
 from trpo_robot import auth
 
 from .batch import Segment
+from .episode import Episode
 from .networks import IdentityNorm, PolicySnapshot, RunningNorm
 
 SCHEMA_VERSION = '1'
@@ -30,12 +31,20 @@ class WireError(ValueError):
     """A blob that must not be used: the message says why."""
 
 
-def _decode(blob, kind, max_bytes):
+def _check_size(blob, max_bytes):
     if not isinstance(blob, (bytes, bytearray, memoryview)):
         raise WireError(f'expected bytes, got {type(blob).__name__}')
-    blob = auth.payload(blob)
     if len(blob) > max_bytes:
         raise WireError(f'blob of {len(blob)} bytes exceeds the cap of {max_bytes}')
+
+
+def _decode(blob, kind, max_bytes):
+    _check_size(blob, max_bytes)
+    return _parse(auth.payload(blob), kind, max_bytes)
+
+
+def _parse(blob, kind, max_bytes):
+    _check_size(blob, max_bytes)
     if len(blob) < 8:
         raise WireError('blob too short to be safetensors')
     header_len = int.from_bytes(blob[:8], 'little')
@@ -59,7 +68,7 @@ def _require(tensors, name, dtype, shape):
         raise WireError(f'tensor {name!r} is missing')
     t = tensors[name]
     if t.dtype != dtype:
-        raise WireError(f'tensor {name!r} has dtype {t.dtype}, expected {dtype}')
+        raise WireError(f'tensor {name!r} has dtype {t.dtype}, expected {np.dtype(dtype)}')
     mismatch = any(s is not None and a != s for a, s in zip(t.shape, shape))
     if len(t.shape) != len(shape) or mismatch:
         raise WireError(f'tensor {name!r} has shape {t.shape}, expected {shape}')
@@ -109,31 +118,46 @@ def encode_episode(segment: Segment, *, robot='', task='', actor='', sequence=0,
     return st_save(tensors, metadata=meta)
 
 
-def decode_episode(blob, obs_dim, act_dim, max_bytes=MAX_BLOB_BYTES):
-    """Return (Segment, metadata dict) or raise WireError."""
-    meta, t = _decode(blob, EPISODE_KIND, max_bytes)
+def read_episode(blob, obs_dim, act_dim, *, keyring=None,
+                 max_bytes=MAX_BLOB_BYTES) -> Episode:
+    """The one decode of an episode blob: size cap, then (given a keyring) the signature,
+    then parse and validate; an Episode, or WireError (auth.AuthError for the signature).
+
+    The cap comes before the signature and the signature before the parse, so an oversized
+    or forged blob costs a length check or one hash, never a decode. Without a keyring a
+    signed blob's payload is read unchecked: offline tools reading recorded episodes."""
+    _check_size(blob, max_bytes)
+    payload = keyring.open(blob, auth.EPISODE) if keyring is not None else auth.payload(blob)
+    meta, t = _parse(payload, EPISODE_KIND, max_bytes)
     rewards = _require(t, 'rewards', np.float32, (None,))
     n = rewards.shape[0]
     if not 0 < n <= MAX_EPISODE_STEPS:
         raise WireError(f'episode length {n} is outside 1..{MAX_EPISODE_STEPS}')
-    obs = _require(t, 'obs', np.float32, (n, obs_dim))
-    raw = _require(t, 'raw_obs', np.float32, (n, obs_dim))
-    act = _require(t, 'actions', np.float32, (n, act_dim))
-    logp = _require(t, 'logp', np.float32, (n,))
-    final = _require(t, 'final_obs', np.float32, (obs_dim,))
+    arrays = dict(obs=_require(t, 'obs', np.float32, (n, obs_dim)),
+                  raw_obs=_require(t, 'raw_obs', np.float32, (n, obs_dim)),
+                  actions=_require(t, 'actions', np.float32, (n, act_dim)), rewards=rewards,
+                  logp=_require(t, 'logp', np.float32, (n,)),
+                  final_obs=_require(t, 'final_obs', np.float32, (obs_dim,)))
     if meta.get('terminated') not in ('true', 'false'):
         raise WireError('metadata terminated must be true or false')
     version = _int_meta(meta, 'policy_version')
-    info = {'policy_version': version, 'sequence': _int_meta(meta, 'sequence'),
-            'robot': meta.get('robot', ''), 'task': meta.get('task', ''),
-            'actor': meta.get('actor', ''), 'aborted': meta.get('aborted') == 'true'}
     try:
-        info['extra'] = json.loads(meta.get('extra', '{}'))
+        extra = json.loads(meta.get('extra', '{}'))
     except json.JSONDecodeError:
         raise WireError('metadata extra is not JSON') from None
-    seg = Segment(obs, raw, act, rewards, logp, final, meta['terminated'] == 'true', version,
-                  float(rewards.sum()))
-    return seg, info
+    if not isinstance(extra, dict):
+        raise WireError('metadata extra is not a JSON object')
+    return Episode(actor=meta.get('actor', ''), sequence=_int_meta(meta, 'sequence'),
+                   policy_version=version, **arrays, terminated=meta['terminated'] == 'true',
+                   aborted=meta.get('aborted') == 'true', robot=meta.get('robot', ''),
+                   task=meta.get('task', ''), extra=extra)
+
+
+def decode_episode(blob, obs_dim, act_dim, max_bytes=MAX_BLOB_BYTES):
+    """(Segment, metadata dict) or WireError: read_episode for offline tools and tests that
+    edit an episode and encode it again (the learner keeps the Episode)."""
+    episode = read_episode(blob, obs_dim, act_dim, max_bytes=max_bytes)
+    return episode.segment(), episode.info()
 
 
 # ---------------------------------------------------------------- policies

@@ -7,7 +7,8 @@ so that importing a light module of this package (``conditions``, ``randomizatio
 import importlib
 
 _WHERE = {
-    'MujocoBackend': 'backend', 'build_model': 'model', 'build_spec': 'model',
+    'MujocoBackend': 'backend', 'ArmStepper': 'stepping', 'EmulatorPhysics': 'emulator_physics',
+    'build_model': 'model', 'build_spec': 'model',
     'urdf_joint_limits': 'model', 'Randomization': 'randomization',
     'TwinConditions': 'conditions', 'load_settings': 'settings', 'robot_names': 'settings',
     'RobotSettings': 'settings', 'substeps': 'settings',

@@ -3,9 +3,9 @@
 Everything above the backend (shield, rate loop, environment, ROS edge) is written once
 against ``trpo_robot.robot.backend.Backend``; this class makes the simulator honour that
 contract with the real arm's timing: commands take effect after the driver's latency, are
-held for whole driver periods, and readings carry sensor noise.
+held for whole driver periods, and readings carry sensor noise. The arm itself is stepped
+by an ``ArmStepper`` (stepping.py), the same as the Dynamixel emulator's.
 """
-from collections import deque
 import math
 import time
 
@@ -13,11 +13,10 @@ import mujoco
 import numpy as np
 
 from trpo_robot.robot.backend import Backend, Capabilities, JointState
-from trpo_robot.twin.model import (build_model, EE_SITE, HOME_KEY, nominal_values, randomize,
-                                   release_servos, TARGET_BODY)
-from trpo_robot.twin.randomization import (episode_rng, latency_rng, model_rng, noise_rng,
-                                           Randomization)
+from trpo_robot.twin.model import EE_SITE, TARGET_BODY
+from trpo_robot.twin.randomization import episode_rng, noise_rng, Randomization
 from trpo_robot.twin.settings import load_settings
+from trpo_robot.twin.stepping import ArmStepper
 
 MODES = ('fast', 'paced')
 
@@ -64,33 +63,26 @@ class MujocoBackend(Backend):
         self.robot = robot
         self.mode = mode
         self.real_time_factor = real_time_factor
-        self.model = build_model(robot)
-        self._nominal = nominal_values(self.model)
+        self._arm = ArmStepper(robot)
+        self.model, self.data = self._arm.model, self._arm.data
         self.randomization = randomization
-        self.data = mujoco.MjData(self.model)
         self._index_model()
         self._base_latency_steps = self._latency_in_steps(latency)
         self._position_std, self._velocity_std = _noise_pair(noise_std, self._settings)
         self._rng = noise_rng(seed)
         self.drawn = {}
         """What this arm is now, JSON-able, for each episode's record (``redraw``)."""
-        self._pending = deque()  # (physics step at which it takes effect, command)
-        self._step = 0
         self._owed = 0.0  # requested time not yet stepped: less than one driver period
         self._anchor = None  # (monotonic wall time, physics step) that paced mode follows
         self.overruns = 0
         self._closed = False
         self.redraw(seed)
-        mujoco.mj_resetDataKeyframe(self.model, self.data, self.model.key(HOME_KEY).id)
-        self.data.time = _non_negative(start_time, 'start_time')
-        mujoco.mj_forward(self.model, self.data)
+        self._arm.home(_non_negative(start_time, 'start_time'))
 
     def _index_model(self) -> None:
-        model = self.model
-        joints = [int(model.actuator_trnid[i, 0]) for i in range(model.nu)]
+        model, joints = self.model, self._arm.joints
         self._joint_names = tuple(model.joint(j).name for j in joints)
-        self._qadr = np.array([model.jnt_qposadr[j] for j in joints])
-        self._dadr = np.array([model.jnt_dofadr[j] for j in joints])
+        self._qadr, self._dadr = self._arm.qadr, self._arm.dadr
         self._lower = model.jnt_range[joints, 0].copy()
         self._upper = model.jnt_range[joints, 1].copy()
         self._ee_site = model.site(EE_SITE).id
@@ -101,7 +93,6 @@ class MujocoBackend(Backend):
         self._chain = tuple(dict.fromkeys(chain))  # the ee link may be the last moving link
         self._n = len(joints)
         self._substeps = self._settings.n_substeps
-        self._kv = model.actuator_gainprm[:, 0].copy()
         self.freedrive = False
         """The servos have let go (``set_freedrive``)."""
 
@@ -126,18 +117,15 @@ class MujocoBackend(Backend):
             seed = int(self._seeds.integers(2**31))
         else:
             self._seeds = episode_rng(seed)
-        rand, factors, extra = self.randomization, {}, 0
-        if rand is not None:
-            factors = randomize(self.model, self._nominal, rand, model_rng(seed))
-            extra = rand.draw_latency_periods(latency_rng(seed))
-        self._latency_steps = self._base_latency_steps + extra * self._substeps
-        self.drawn = self._describe(int(seed), factors, int(extra))
+        factors, extra = self._arm.redraw(self.randomization, seed)
+        self._arm.latency_steps = self._base_latency_steps + extra * self._substeps
+        self.drawn = self._describe(int(seed), factors, extra)
         return self.drawn
 
     def _describe(self, seed, factors, extra) -> dict:
         return {'seed': seed, 'randomized': self.randomization is not None, **factors,
                 'latency_s': self.latency, 'extra_latency_periods': extra,
-                'latency_periods': round(self._latency_steps / self._substeps, 6),
+                'latency_periods': round(self._arm.latency_steps / self._substeps, 6),
                 'position_noise': self._position_std, 'velocity_noise': self._velocity_std}
 
     # --- Backend protocol -------------------------------------------------------------
@@ -155,7 +143,7 @@ class MujocoBackend(Backend):
     @property
     def latency(self) -> float:
         """Action latency actually modelled, s: whole physics steps."""
-        return self._latency_steps * self.model.opt.timestep
+        return self._arm.latency_steps * self._arm.dt
 
     def now(self) -> float:
         """Sim time, s."""
@@ -178,13 +166,13 @@ class MujocoBackend(Backend):
         Commands beyond the URDF velocity limit saturate at it, as the drive would.
         """
         self._check_open()
-        self._queue(self._vector(v, 'velocity command'))
+        self._arm.send(self._vector(v, 'velocity command'))
 
     def stop(self) -> None:
         """Drop commands still in flight and hold zero velocity, after the same latency."""
         self._check_open()
-        self._pending.clear()
-        self._queue(np.zeros(self._n))
+        self._arm.drop_pending()
+        self._arm.send(np.zeros(self._n))
 
     def advance(self, duration: float) -> None:
         """Step physics for whole driver periods, holding the command between changes.
@@ -197,15 +185,14 @@ class MujocoBackend(Backend):
         periods = math.floor(self._owed / self.period + 1e-9)
         self._owed = max(0.0, self._owed - periods * self.period)
         if self.mode == 'fast':
-            self._run(periods * self._substeps)
+            self._arm.run(periods * self._substeps)
         else:
             self._run_paced(periods)
 
     def close(self) -> None:
         """Stop the servos at once and refuse further calls."""
         if not self._closed:
-            self._pending.clear()
-            self.data.ctrl[:] = 0.0
+            self._arm.hold(np.zeros(self._n))
             self._closed = True
 
     # --- optional capabilities of a simulated backend -------------------------------
@@ -224,12 +211,8 @@ class MujocoBackend(Backend):
         if outside.any():
             names = [n for n, bad in zip(self._joint_names, outside) if bad]
             raise ValueError(f'position outside the joint range for {names}: {position}')
-        self._pending.clear()
-        self.data.qpos[self._qadr] = position
-        self.data.qvel[self._dadr] = velocity
-        self.data.ctrl[:] = velocity
-        self.data.qacc_warmstart[:] = 0.0
-        mujoco.mj_forward(self.model, self.data)
+        self._arm.hold(velocity)
+        self._arm.place(slice(None), position, velocity)
         self._anchor = None
 
     def set_freedrive(self, on: bool) -> None:
@@ -239,9 +222,8 @@ class MujocoBackend(Backend):
         velocity again. Commands sent meanwhile move nothing."""
         self._check_open()
         self.freedrive = bool(on)
-        release_servos(self.model, self._kv, self.freedrive)
-        self._pending.clear()
-        self.data.ctrl[:] = 0.0
+        self._arm.release(self.freedrive)
+        self._arm.hold(np.zeros(self._n))
 
     def reseed_noise(self, seed: int) -> None:
         """Restart the sensor-noise stream, so that env.reset(seed=...) is reproducible."""
@@ -273,6 +255,7 @@ class MujocoBackend(Backend):
 
     def held_command(self) -> np.ndarray:
         """The command the servos hold now (after latency and saturation), rad/s."""
+        self._arm.apply_due()
         return np.clip(self.data.ctrl, self.model.actuator_ctrlrange[:, 0],
                        self.model.actuator_ctrlrange[:, 1])
 
@@ -300,33 +283,6 @@ class MujocoBackend(Backend):
             raise ValueError(f'{what} must be finite, got {array}')
         return array
 
-    def _queue(self, command: np.ndarray) -> None:
-        due = self._step + self._latency_steps
-        if self._pending:  # a FIFO link: a shorter latency drawn since never overtakes
-            due = max(due, self._pending[-1][0])
-        if self._pending and self._pending[-1][0] == due:
-            self._pending[-1] = (due, command)  # two commands in one step: the last wins
-        else:
-            self._pending.append((due, command))
-        self._apply_due()
-
-    def _apply_due(self) -> None:
-        while self._pending and self._pending[0][0] <= self._step:
-            self.data.ctrl[:] = self._pending.popleft()[1]
-
-    def _run(self, steps: int) -> None:
-        """Step ``steps`` physics steps in as few mj_step calls as the pending commands
-        allow: Python per call, not per step, keeps fast mode fast."""
-        self._apply_due()
-        while steps > 0:
-            chunk = steps
-            if self._pending:
-                chunk = min(chunk, self._pending[0][0] - self._step)
-            mujoco.mj_step(self.model, self.data, chunk)
-            self._step += chunk
-            steps -= chunk
-            self._apply_due()
-
     def _run_paced(self, periods: int) -> None:
         """One driver period at a time, each finished no earlier than its wall deadline.
 
@@ -336,13 +292,13 @@ class MujocoBackend(Backend):
         scale = self.model.opt.timestep / self.real_time_factor
         for _ in range(periods):
             if self._anchor is None:
-                self._anchor = (time.monotonic(), self._step)
-            self._run(self._substeps)
+                self._anchor = (time.monotonic(), self._arm.steps)
+            self._arm.run(self._substeps)
             wall0, step0 = self._anchor
-            deadline = wall0 + (self._step - step0) * scale
+            deadline = wall0 + (self._arm.steps - step0) * scale
             now = time.monotonic()
             if now < deadline:
                 time.sleep(deadline - now)
             elif now - deadline > self.period / self.real_time_factor:
                 self.overruns += 1
-                self._anchor = (now, self._step)
+                self._anchor = (now, self._arm.steps)

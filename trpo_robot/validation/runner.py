@@ -4,9 +4,9 @@ figures a person deciding "may this drive hardware?" looks at.
 The policy acts exactly as the actor node runs it (``LoadedPolicy.act``: the frozen
 normaliser, a sampled action, the action bounds), through ArmEnv, whose every command
 passes the SafetyShield built from the same URDF and task, and between episodes the
-actor's EpisodeLifecycle stops the arm and drives it to the next start pose through its
-own shield (the auto reset a real arm gets: nothing teleports it). The twin runs in fast
-mode: the figures are robot time, not wall time.
+actor's EpisodeLifecycle stops the arm and drives it to the next start pose through the
+same shield at the driver period (the auto reset a real arm gets: nothing teleports it).
+The twin runs in fast mode: the figures are robot time, not wall time.
 """
 from dataclasses import dataclass, field
 import math
@@ -115,8 +115,8 @@ SMOOTHING = int(Intervention.ACCEL_LIMIT | Intervention.VELOCITY_CLIP)
 
 class Resets:
     """The actor's lifecycle between episodes: SAFE_STOP, the auto RESET driven through the
-    lifecycle's shield, READY. An auto reset that ends in HOLD (start pose not reached in
-    time) is counted and asked again, as an operator would."""
+    env's shield at the driver period, READY. An auto reset that ends in HOLD (start pose
+    not reached in time) is counted and asked again, as an operator would."""
 
     def __init__(self, env, max_seconds=120.0):
         self.arm = env.unwrapped

@@ -1,16 +1,17 @@
 """A Dynamixel servo emulator on a pseudo-terminal, for tests, benches and bring-up practice.
 
 It is a test and simulation tool that lives in the hardware layer because it speaks the
-hardware's protocol; it imports the MuJoCo twin (``trpo_robot.twin``) to move its joints,
-which the hardware layer proper never does: nothing in ``trpo_robot/hw`` outside this
-package (and the command that starts it) imports it, so a machine driving real servos
-needs neither MuJoCo nor the twin.
+hardware's protocol. It imports no MuJoCo and no twin: the joints behind its servos are
+given to it (``physics.ArmPhysics``), and ``trpo_robot.dxl_emulator`` gives it the MuJoCo
+twin of dxl_arm, stepped by the twin's own ``ArmStepper``. A machine that drives real
+servos therefore needs neither MuJoCo nor the twin.
 
-``Emulator(link, ...).start()`` runs the server (``server.py``) as a child process by
-default, as a real servo is another processor: the host's timing then includes none of
-the emulator's work, and either side dying looks to the other as it would on a bus.
-``thread=True`` runs it in a thread of this process instead (about the same cycle time:
-the host's reads wait in select, which releases the GIL). Tests steer it through JSON
+``trpo_robot.dxl_emulator.Emulator(link, ...).start()`` (this package's ``Emulator`` with
+that physics) runs the server (``server.py``) as a child process by default, as a real
+servo is another processor: the host's timing then includes none of the emulator's work,
+and either side dying looks to the other as it would on a bus. ``thread=True`` runs it in
+a thread of this process instead (about the same cycle time: the host's reads wait in
+select, which releases the GIL). Tests steer it through JSON
 lines (the child's stdin/stdout, or a pair of pipes): faults, unplugging, register peeks,
 statistics.
 """
@@ -37,14 +38,20 @@ class Emulator:
     By default the emulator is a child process (see the module docstring); ``thread=True``
     runs it in a thread of this process instead, for quick protocol tests where the
     cost of sharing one interpreter with the host does not matter.
+
+    The physics comes from a subclass: ``entry`` names the module whose ``main`` a child
+    runs (it takes the flags of ``args.py`` plus ``entry_flags()``), and ``physics()``
+    builds it in this process for a thread.
     """
 
+    entry = None
+    """``python -m`` module of the emulator process."""
+
     def __init__(self, link, ids=(1, 2, 3), baud=1_000_000, faults=(), real_time_factor=1.0,
-                 seed=0, priority=None, thread=False, conditions=None):
+                 seed=0, priority=None, thread=False):
         """``priority``: run the emulator under SCHED_FIFO at this priority (benches whose
-        host loop is real-time; a real servo is never starved by the host).
-        ``conditions``: a TwinConditions for its physics (drawn with ``seed``); what was
-        drawn is in ``stats()['twin']``."""
+        host loop is real-time; a real servo is never starved by the host). ``seed``: of
+        the random faults and of the physics' draws."""
         self.link = Path(link)
         self.ids = tuple(int(i) for i in ids)
         self.baud = int(baud)
@@ -53,7 +60,6 @@ class Emulator:
         self.seed = int(seed)
         self.priority = priority
         self.thread = bool(thread)
-        self.conditions = conditions
         self.pty = None
         self._proc = self._thread = None
         self._send = self._receive = None  # binary file objects of the control channel
@@ -70,8 +76,18 @@ class Emulator:
         self.pty = ready.get('pty')
         return self
 
+    def entry_flags(self) -> list[str]:
+        """Flags of the child's physics, after the bus flags."""
+        return []
+
+    def physics(self):
+        """The ``ArmPhysics`` behind the servos, one joint a servo, for a thread."""
+        raise NotImplementedError(f'{type(self).__name__} gives its emulator no physics')
+
     def _start_process(self):
-        cmd = [sys.executable, '-m', 'trpo_robot.hw.emulator.server', '--control',
+        if self.entry is None:
+            raise NotImplementedError(f'{type(self).__name__} names no emulator process')
+        cmd = [sys.executable, '-m', self.entry, '--control',
                '--link', str(self.link), '--baud', str(self.baud),
                '--real-time-factor', str(self.real_time_factor), '--seed', str(self.seed),
                '--ids', *map(str, self.ids)]
@@ -79,8 +95,7 @@ class Emulator:
             cmd += ['--fault', fault]
         if self.priority is not None:
             cmd += ['--priority', str(int(self.priority))]
-        if self.conditions is not None:
-            cmd += ['--conditions-json', json.dumps(self.conditions.as_dict())]
+        cmd += self.entry_flags()
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[3])
         env['PYTHONPATH'] = root + os.pathsep + env.get('PYTHONPATH', '')
@@ -96,9 +111,9 @@ class Emulator:
             apply_fault(faults, text)
         commands_in, commands_out = os.pipe()
         replies_in, replies_out = os.pipe()
-        server = EmulatorServer(self.link, self.ids, self.baud, faults,
+        server = EmulatorServer(self.link, self.physics(), self.ids, self.baud, faults,
                                 self.real_time_factor, control=(commands_in, replies_out),
-                                seed=self.seed, conditions=self.conditions)
+                                seed=self.seed)
         self._pipe_ends = (commands_in, replies_out)
         self._send = os.fdopen(commands_out, 'wb')
         self._receive = os.fdopen(replies_in, 'rb')

@@ -1,9 +1,9 @@
-"""The emulator's command-line flags, shared by `trpo-robot dxl-emulator` and
-`python -m trpo_robot.hw.emulator.server` (kept light: no MuJoCo import)."""
+"""The emulator's bus and fault flags, shared by `trpo-robot dxl-emulator` and
+`python -m trpo_robot.dxl_emulator` (kept light: no MuJoCo import). The flags of the
+physics behind the servos are added by whoever gives it (``trpo_robot.dxl_emulator``)."""
 import argparse
 
 from trpo_robot.hw.emulator.faults import KINDS
-from trpo_robot.twin import conditions
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,10 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--priority', type=int, metavar='N',
                         help='run under SCHED_FIFO at priority N (needs CAP_SYS_NICE)')
     parser.add_argument('--control', action='store_true', help=argparse.SUPPRESS)
-    # The whole TwinConditions as JSON (TwinConditions.as_dict), from the Emulator handle:
-    # the flags below cannot say custom randomization ranges. The flags apply on top.
-    parser.add_argument('--conditions-json', default=None, help=argparse.SUPPRESS)
-    conditions.add_arguments(parser)
 
 
 def fault_epilog() -> str:

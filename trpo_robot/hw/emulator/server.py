@@ -2,26 +2,20 @@
 
 One loop, one thread: wait in select for bytes from the host, a control command, the next
 status packet due, or the next watchdog deadline; catch the physics up to the present;
-handle what arrived. Physics is the MuJoCo twin of dxl_arm stepped in real time (scaled
-by ``real_time_factor``), so a velocity written over the bus moves a simulated arm whose
+handle what arrived. Physics is given (an ``ArmPhysics``: the MuJoCo twin of dxl_arm,
+from ``trpo_robot.dxl_emulator``) and stepped in real time (scaled by
+``real_time_factor``), so a velocity written over the bus moves a simulated arm whose
 position the next read returns. Wire time is modelled from the baud rate (10 bits per
 byte) plus each servo's Return Delay Time, so cycle times mean what they would on a bus.
 
 Run it with ``trpo-robot dxl-emulator --link PATH``, or from Python through
-``trpo_robot.hw.emulator.Emulator``, which starts this module as a child process (JSON
-lines over its stdin/stdout: ``--control``) or, with ``thread=True``, in a thread of the
-calling process (the same JSON lines over a pair of pipes).
-
-Twin conditions (``--randomize``, ``--latency``, ``--noise``; see
-trpo_robot/twin/conditions.py) apply to its physics: a randomized model, commands reaching
-the motors that much later, noise on the positions and velocities the servos report.
+``trpo_robot.dxl_emulator.Emulator``, which starts it as a child process (JSON lines over
+its stdin/stdout: ``--control``) or, with ``thread=True``, in a thread of the calling
+process (the same JSON lines over a pair of pipes).
 """
-import argparse
-from collections import deque
 import faulthandler
 import heapq
 import json
-import math
 import os
 import random
 import select
@@ -30,21 +24,14 @@ import sys
 import time
 import tty
 
-import mujoco
 import numpy as np
 
 from trpo_robot.hw import units
 from trpo_robot.hw.control_table import CRC_ERROR, INSTRUCTION_ERROR
 from trpo_robot.hw.emulator import protocol as p
-from trpo_robot.hw.emulator.args import add_arguments, fault_epilog
 from trpo_robot.hw.emulator.faults import apply_fault, FaultError, Faults
+from trpo_robot.hw.emulator.physics import ArmPhysics
 from trpo_robot.hw.emulator.servo import Servo
-from trpo_robot.errors import UsageError
-from trpo_robot.twin.conditions import from_arguments, NOMINAL, TwinConditions
-from trpo_robot.twin.model import (build_model, HOME_KEY, nominal_values, randomize,
-                                   release_servos)
-from trpo_robot.twin.randomization import latency_rng, model_rng, noise_rng
-from trpo_robot.twin.settings import load_settings
 
 MAX_IDLE = 0.005
 """Longest select wait, wall s: physics and watchdogs are looked at least this often."""
@@ -54,115 +41,19 @@ TORQUE_CONSTANT = 4.1 / 2.3
 """N m per A (XM430-W350: 4.1 N m stall torque at 2.3 A, 12 V), for Present Current."""
 
 
-class Physics:
-    """The emulated joints: the first ones on the MuJoCo twin of dxl_arm, any further
-    ones as ideal velocity servos (a six-servo bench needs more servos than the arm has)."""
-
-    def __init__(self, n: int, conditions: TwinConditions = NOMINAL, seed: int = 0):
-        self.model = build_model('dxl')
-        self.data = mujoco.MjData(self.model)
-        mujoco.mj_resetDataKeyframe(self.model, self.data, self.model.key(HOME_KEY).id)
-        mujoco.mj_forward(self.model, self.data)
-        self.n_twin = min(n, self.model.nu)
-        joints = [int(self.model.actuator_trnid[i, 0]) for i in range(self.n_twin)]
-        self._qadr = np.array([self.model.jnt_qposadr[j] for j in joints], int)
-        self._dadr = np.array([self.model.jnt_dofadr[j] for j in joints], int)
-        self._extra_q = np.zeros(n - self.n_twin)
-        self._extra_v = np.zeros(n - self.n_twin)
-        self.dt = float(self.model.opt.timestep)
-        self.time = 0.0
-        self._kv = self.model.actuator_gainprm[:self.n_twin, 0].copy()
-        self._limp = (False,) * self.n_twin
-        self._applied = np.zeros(n)
-        self.drawn = self._apply_conditions(conditions or NOMINAL, int(seed))
-        """What this emulated arm drew, JSON-able (the control channel's stats say it)."""
-
-    def _apply_conditions(self, conditions: TwinConditions, seed: int) -> dict:
-        """Randomize the model, delay commands on their way to the motors, add reading
-        noise. Unset latency and noise add nothing here, unlike on the twin: the bus
-        already delays every command by its cycle and the encoder quantises every
-        reading, which is what the twin's defaults stand for."""
-        rand, factors, extra = conditions.randomization, {}, 0
-        if rand is not None:
-            factors = randomize(self.model, nominal_values(self.model), rand,
-                                model_rng(seed))
-            extra = rand.draw_latency_periods(latency_rng(seed))
-        period = load_settings('dxl').period
-        seconds = (conditions.latency or 0.0) + extra * period
-        self._delay_steps = math.floor(seconds / self.dt + 0.5)
-        self._in_flight = deque()
-        self._noise = conditions.noise_std or (0.0, 0.0)
-        self._rng = noise_rng(seed)
-        latency = self._delay_steps * self.dt
-        return {'seed': seed, 'randomized': rand is not None, **factors,
-                'latency_s': latency, 'extra_latency_periods': int(extra),
-                'latency_periods': round(latency / period, 6),
-                'position_noise': self._noise[0], 'velocity_noise': self._noise[1]}
-
-    def set_limp(self, limp) -> None:
-        """Joints whose servo has torque off: their velocity servo exerts no force, so a
-        push moves them. Gravity compensation stays on: on a real arm the operator's hand
-        carries the weight of a limp arm (see ``hand``). Called every physics step; the
-        model changes only when a servo's torque did."""
-        limp = tuple(bool(x) for x in limp[:self.n_twin])
-        if limp != self._limp:
-            self._limp = limp
-            release_servos(self.model, self._kv, limp)
-
-    def move(self, index: int, position: float) -> None:
-        """Put joint ``index`` at ``position``, rad, at rest (the hand has let go)."""
-        if index < self.n_twin:
-            self.data.qpos[self._qadr[index]] = position
-            self.data.qvel[self._dadr[index]] = 0.0
-            mujoco.mj_forward(self.model, self.data)
-        else:
-            self._extra_q[index - self.n_twin] = position
-            self._extra_v[index - self.n_twin] = 0.0
-
-    def step(self, command: np.ndarray) -> None:
-        """One physics step with joint velocity commands, rad/s, applied after the
-        latency (whole physics steps; the motors hold the previous one meanwhile)."""
-        self._in_flight.append(np.array(command, float))
-        if len(self._in_flight) > self._delay_steps:
-            self._applied = self._in_flight.popleft()
-        command = self._applied
-        self.data.ctrl[:self.n_twin] = command[:self.n_twin]
-        mujoco.mj_step(self.model, self.data)
-        self._extra_v[:] = command[self.n_twin:]
-        self._extra_q += self._extra_v * self.dt
-        self.time += self.dt
-
-    def positions(self):
-        return np.concatenate([self.data.qpos[self._qadr], self._extra_q])
-
-    def velocities(self):
-        return np.concatenate([self.data.qvel[self._dadr], self._extra_v])
-
-    def readings(self):
-        """Positions and velocities as the servos report them: with the configured
-        noise (the truth stays in positions() and velocities())."""
-        q, v = self.positions(), self.velocities()
-        position_std, velocity_std = self._noise
-        if position_std:
-            q = q + self._rng.normal(0.0, position_std, q.shape)
-        if velocity_std:
-            v = v + self._rng.normal(0.0, velocity_std, v.shape)
-        return q, v
-
-    def efforts(self):
-        return np.concatenate([self.data.actuator_force[:self.n_twin],
-                               np.zeros_like(self._extra_v)])
-
-
 class EmulatorServer:
     """Servos on a pty; see the module docstring. ``serve()`` runs until quit or signal."""
 
-    def __init__(self, link, ids=(1, 2, 3), baud=1_000_000, faults: Faults | None = None,
-                 real_time_factor=1.0, control=None, seed=0, conditions=None):
-        """``control``: (input fd, output fd) of a JSON-lines control channel, or None.
-        ``conditions``: TwinConditions for the physics, drawn with ``seed``."""
+    def __init__(self, link, physics: ArmPhysics, ids=(1, 2, 3), baud=1_000_000,
+                 faults: Faults | None = None, real_time_factor=1.0, control=None, seed=0):
+        """``physics``: one joint a servo, in the order of ``ids`` (sorted).
+        ``control``: (input fd, output fd) of a JSON-lines control channel, or None.
+        ``seed``: of the random faults."""
         if real_time_factor <= 0:
             raise ValueError(f'real_time_factor must be > 0, got {real_time_factor}')
+        if len(physics.positions()) != len(set(ids)):
+            raise ValueError(f'the physics has {len(physics.positions())} joints for '
+                             f'{len(set(ids))} servos')
         self.link, self.baud, self.rtf = str(link), int(baud), float(real_time_factor)
         self.faults = faults or Faults()
         self.servos = {i: Servo(i, self.faults.firmware.get(i, 46)) for i in sorted(ids)}
@@ -170,7 +61,7 @@ class EmulatorServer:
             if servo_id in self.servos:
                 self.servos[servo_id].raise_hardware_error(bits)
         self.order = list(self.servos)
-        self.physics = Physics(len(self.order), conditions, seed)
+        self.physics = physics
         self.control = control
         self.rng = random.Random(seed)
         self.reader = p.PacketReader()
@@ -613,44 +504,25 @@ def _u16(data, offset):
     return data[offset] | (data[offset + 1] << 8)
 
 
-# -- command line --------------------------------------------------------------------------
-
-def server_from_args(args) -> EmulatorServer:
-    faults = Faults()
-    for text in args.fault:
-        apply_fault(faults, text)
-    return EmulatorServer(args.link, args.ids, args.baud, faults, args.real_time_factor,
-                          control=(sys.stdin.fileno(), sys.stdout.fileno()) if args.control
-                          else None, seed=args.seed, conditions=conditions_from_args(args))
-
-
-def conditions_from_args(args) -> TwinConditions:
-    """The Emulator handle's JSON (if any), with the flags on top; UsageError if bad."""
-    base = NOMINAL
-    if getattr(args, 'conditions_json', None):
-        try:
-            base = TwinConditions.from_dict(json.loads(args.conditions_json))
-        except (ValueError, TypeError, AttributeError) as e:
-            raise UsageError(f'--conditions-json: {e}') from None
-    return from_arguments(args, base)
-
+# -- the emulator process -------------------------------------------------------------------
 
 def ready_message(server) -> dict:
     return {'ok': True, 'ready': True, 'pty': server.pty_name}
 
 
-def run(args, announce=print) -> int:
-    """Serve until interrupted; ``--control`` speaks JSON lines on stdin/stdout instead."""
-    server = server_from_args(args)
-    if args.priority is not None:
+def run(server: EmulatorServer, priority=None, announce=print) -> int:
+    """Serve until interrupted; with a control channel, say ready on it instead of
+    ``announce``-ing. The emulator process's main path (``trpo_robot.dxl_emulator``):
+    it sets the scheduler and the signal handlers of the whole process."""
+    if priority is not None:
         try:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(args.priority))
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
         except (AttributeError, OSError) as e:
-            print(f'dxl-emulator: SCHED_FIFO {args.priority} not available ({e}); running '
+            print(f'dxl-emulator: SCHED_FIFO {priority} not available ({e}); running '
                   'with normal scheduling', file=sys.stderr)
 
     def ready(srv):
-        if args.control:
+        if srv.control:
             srv.send_control(ready_message(srv))
         else:
             announce(f'Dynamixel emulator: ids {list(srv.servos)} at {srv.baud} bit/s on '
@@ -667,22 +539,3 @@ def run(args, announce=print) -> int:
     except KeyboardInterrupt:
         pass
     return 0
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m trpo_robot.hw.emulator.server',
-                                     description=__doc__.splitlines()[0], epilog=fault_epilog(),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except FaultError as e:
-        parser.error(str(e))
-    except UsageError as e:
-        print(f'{parser.prog}: error: {e}', file=sys.stderr)
-        return 2
-
-
-if __name__ == '__main__':
-    sys.exit(main())
