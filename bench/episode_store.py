@@ -26,7 +26,7 @@ from trpo_robot.robot.tasks import get_task  # noqa: E402
 from trpo_robot.ros.params import task_dims  # noqa: E402
 from trpo_robot.store import EpisodeStore  # noqa: E402
 from trpo_robot.trpo import wire  # noqa: E402
-from trpo_robot.trpo.batch import Segment  # noqa: E402
+from trpo_robot.trpo.episode import Episode, Segment  # noqa: E402
 
 
 def episode_blob(task_name='ur5_reacher_2d', seconds=4.0, seed=0):
@@ -38,8 +38,8 @@ def episode_blob(task_name='ur5_reacher_2d', seconds=4.0, seed=0):
     seg = Segment(o, o.copy(), rng.standard_normal((n, act_dim)).astype(np.float32),
                   rng.standard_normal(n).astype(np.float32),
                   rng.standard_normal(n).astype(np.float32), o[-1], False, 3)
-    return wire.encode_episode(seg, robot='ur5', task=task_name, actor='/actor_node',
-                               sequence=0, extra={'episode_return': -1.0}), n
+    return wire.encode_episode(Episode.of(seg, robot='ur5', task=task_name, actor='/actor_node',
+                               sequence=0, extra={'episode_return': -1.0})), n
 
 
 QUICK = {'episodes': 20}

@@ -40,7 +40,7 @@ def hog():
     import numpy as np
     import torch
     from trpo_robot.trpo.agent import Agent
-    from trpo_robot.trpo.batch import Segment
+    from trpo_robot.trpo.episode import Segment
     from trpo_robot.trpo.config import preset
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
@@ -51,9 +51,7 @@ def hog():
         segs.append(Segment(o, o, rng.standard_normal((100, 2)).astype(np.float32),
                             rng.standard_normal(100).astype(np.float32),
                             np.full(100, -2.0, np.float32), o[0], False, 0))
-    while True:
-        for s in segs:
-            s.policy_version = agent.version
+    while True:  # Agent.update does not read the version (staleness is AsyncLearner's)
         agent.update(segs)
 
 

@@ -59,7 +59,7 @@ def subscriber(n, out):
 
 def episodes(n):
     from trpo_robot.trpo import wire
-    from trpo_robot.trpo.batch import Segment
+    from trpo_robot.trpo.episode import Episode, Segment
     rng = np.random.default_rng(0)
     blobs = []
     for i in range(n):
@@ -67,9 +67,9 @@ def episodes(n):
         seg = Segment(o, o * 2, rng.standard_normal((STEPS, ACT)).astype(np.float32),
                       rng.standard_normal(STEPS).astype(np.float32),
                       rng.standard_normal(STEPS).astype(np.float32), o[0], False, 3)
-        blobs.append(wire.encode_episode(seg, robot='ur5', task='ur5_reacher_2d',
+        blobs.append(wire.encode_episode(Episode.of(seg, robot='ur5', task='ur5_reacher_2d',
                                          actor='/bench', sequence=i,
-                                         extra={'final_distance': 0.1, 'success': False}))
+                                         extra={'final_distance': 0.1, 'success': False})))
     return blobs
 
 

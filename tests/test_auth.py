@@ -18,7 +18,7 @@ from trpo_robot.ros.learning import LearnerCore
 from trpo_robot.ros.params import build, LearnerParams, RobotParams
 from trpo_robot.trpo import wire
 from trpo_robot.trpo.agent import Agent
-from trpo_robot.trpo.batch import Segment
+from trpo_robot.trpo.episode import Episode, Segment
 from trpo_robot.trpo.config import TRPOConfig
 
 OBS, ACT = 12, 2
@@ -36,8 +36,8 @@ def _episode_payload(sequence=0, actor='/a', n=50, version=0):
     o = rng.standard_normal((n, OBS)).astype(np.float32)
     seg = Segment(o, o, np.zeros((n, ACT), np.float32), np.zeros(n, np.float32),
                   np.zeros(n, np.float32), o[0], False, version)
-    return wire.encode_episode(seg, robot='dxl', task='dxl_reacher', actor=actor,
-                               sequence=sequence, extra={'final_distance': 0.1})
+    return wire.encode_episode(Episode.of(seg, robot='dxl', task='dxl_reacher', actor=actor,
+                               sequence=sequence, extra={'final_distance': 0.1}))
 
 
 # ---------------------------------------------------------------- the envelope

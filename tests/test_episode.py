@@ -13,8 +13,7 @@ from trpo_robot import auth
 from trpo_robot.ros.learning import LearnerCore
 from trpo_robot.ros.params import build, LearnerParams, RobotParams
 from trpo_robot.trpo import wire
-from trpo_robot.trpo.batch import Segment
-from trpo_robot.trpo.episode import Episode
+from trpo_robot.trpo.episode import Episode, Segment
 
 OBS, ACT = 12, 2  # dxl_reacher
 KEY = b'k' * 32
@@ -27,8 +26,8 @@ def _payload(sequence=0, n=50, version=0, extra=None):
     seg = Segment(o, o * 2, rng.uniform(-1, 1, (n, ACT)).astype(np.float32),
                   rng.standard_normal(n).astype(np.float32), np.full(n, -1.5, np.float32),
                   o[0], False, version)
-    return wire.encode_episode(seg, robot='dxl', task='dxl_reacher', actor='/a',
-                               sequence=sequence, extra=extra or {'partial': False})
+    return wire.encode_episode(Episode.of(seg, robot='dxl', task='dxl_reacher', actor='/a',
+                               sequence=sequence, extra=extra or {'partial': False}))
 
 
 def _tampered(payload, name=None, value=None, meta=None):
@@ -121,3 +120,79 @@ def test_the_learner_decodes_each_blob_once_and_learns_from_the_records(
     assert row['version'] == 1 and row['steps'] == 100 and row['mean_return'] == -75.0
     assert len(decoded) == 2 and core.learner.last_learned == [('/a', 0), ('/a', 1)]
     assert core.learner.consumed_ids == {'/a': 1}
+
+
+def _core(tmp_path):
+    rp = build(RobotParams, {'robot': 'dxl', 'task': 'dxl_reacher', 'driver_period': 0.01})
+    lp = build(LearnerParams, {'trpo.batch_steps': 100, 'trpo.policy_hidden': [8],
+                               'trpo.value_hidden': [8],
+                               'checkpoint_dir': str(tmp_path / 'ck')})
+    return LearnerCore(lp, rp, log=lambda text: None, keyring=RING)
+
+
+def test_the_learner_owns_its_inbox_and_counts_what_overflows(tmp_path, monkeypatch):
+    """The transport's thread only posts; the worker drains, oldest first; a stuck worker
+    costs the oldest blobs, counted, never an unbounded queue."""
+    from trpo_robot.trpo import learner as learner_module
+    monkeypatch.setattr(learner_module, 'INBOX_LIMIT', 3)
+    core = _core(tmp_path)
+    heard = []
+    core.learner.on_offered = lambda status, episode: heard.append(episode.sequence)
+    for sequence in range(5):
+        core.learner.post(bytearray(RING.sign(_payload(sequence), auth.EPISODE)))
+    assert core.learner.waiting() == 3 and core.counters.dropped == 2
+    assert core.counters.received == 0  # nothing decoded in the posting thread
+    assert core.learner.drain() == 3 and heard == [2, 3, 4]
+    progress = core.progress()
+    assert (progress['inbox'], progress['dropped'], progress['received']) == (0, 2, 3)
+
+
+def test_a_refused_episode_of_another_task_is_on_the_ledger_with_its_key(tmp_path):
+    core = _core(tmp_path)
+    o = np.zeros((5, OBS), np.float32)
+    seg = Segment(o, o, np.zeros((5, ACT), np.float32), np.zeros(5, np.float32),
+                  np.zeros(5, np.float32), o[0], False)
+    blob = wire.encode_episode(Episode.of(seg, task='dxl_tracker', actor='/b', sequence=4),
+                               keyring=RING)
+    heard = []
+    core.learner.on_offered = lambda status, episode: heard.append((status, episode.key))
+    status = core.offer(blob)
+    assert status.startswith('rejected: episode of task') and heard == [(status, ('/b', 4))]
+    assert core.learner.pending == []
+
+
+def test_the_actor_hands_a_named_episode_to_the_outbox_thread_which_encodes_and_signs(
+        tmp_path):
+    """The recorder's segment becomes an Episode in the control thread; the encoding, the
+    signature, the store and the publish happen in the outbox's own thread, in order."""
+    import threading
+    from trpo_robot.ros.acting import ActorStats, Outbox
+    from trpo_robot.store import EpisodeStore
+    from trpo_robot.trpo.episode import EpisodeRecorder
+    sent = []
+
+    def publish(blob):
+        sent.append((threading.current_thread().name, blob))
+    store = EpisodeStore(tmp_path / 'episodes')
+    outbox = Outbox(RING, publish, store=store, actor_id='/a', stats=ActorStats(),
+                    log=lambda text: None)
+    outbox.start()
+    recorder = EpisodeRecorder()
+    for sequence in range(3):
+        for step in range(4):
+            recorder.add(np.full(OBS, step, np.float32), np.zeros(OBS, np.float32),
+                         np.zeros(ACT, np.float32), float(sequence), -1.0)
+        episode = Episode.of(recorder.cut(np.zeros(OBS), True, 2), actor='/a',
+                             sequence=sequence, robot='dxl', task='dxl_reacher')
+        assert not episode.obs.flags.writeable and len(recorder) == 0
+        outbox.put(episode)
+    outbox.close()
+    assert [name for name, _ in sent] == ['episode-outbox'] * 3
+    read = [wire.read_episode(blob, OBS, ACT, keyring=RING) for _, blob in sent]
+    assert [e.sequence for e in read] == [0, 1, 2]
+    assert [e.episode_return for e in read] == [0.0, 4.0, 8.0]
+    assert all(e.terminated and e.policy_version == 2 for e in read)
+    assert np.array_equal(read[2].obs[:, 0], [0, 1, 2, 3])
+    stored = [wire.read_episode(store.read(store.path('/a', s)), OBS, ACT, keyring=RING)
+              for s in range(3)]
+    assert [e.sequence for e in stored] == [0, 1, 2]

@@ -16,6 +16,7 @@ from trpo_robot.ros.learning import LearnerCore
 from trpo_robot.ros.params import build, LearnerParams, RobotParams
 from trpo_robot.trpo import checkpoint, wire
 from trpo_robot.trpo.agent import Agent
+from trpo_robot.trpo.episode import Episode
 from trpo_robot.trpo.config import TRPOConfig
 from trpo_robot.twin.envs import make_twin_env
 
@@ -83,9 +84,9 @@ def test_bad_policy_blobs_are_rejected_and_counted():
         'dims': _policy(1, obs=OBS + 1),
         'robot': _policy(1, robot='ur5'),
         'oversized': good + b' ' * 200_000,
-        'episode kind': KEYRING.sign(wire.encode_episode(
-            *[_episode_segment()], robot=ROBOT, task=TASK), auth.POLICY),
-        'episode signature': _signed(wire.encode_episode(_episode_segment())),
+        'episode kind': KEYRING.sign(wire.encode_episode(Episode.of(
+            *[_episode_segment()], robot=ROBOT, task=TASK)), auth.POLICY),
+        'episode signature': _signed(wire.encode_episode(Episode.of(_episode_segment()))),
         'unsigned': auth.payload(good),
         'inf output': _policy(1, scale=np.inf),
     }
@@ -103,7 +104,7 @@ def test_bad_policy_blobs_are_rejected_and_counted():
 
 
 def _episode_segment():
-    from trpo_robot.trpo.batch import Segment
+    from trpo_robot.trpo.episode import Segment
     z = np.zeros((5, OBS), np.float32)
     return Segment(z, z, np.zeros((5, ACT), np.float32), np.zeros(5, np.float32),
                    np.zeros(5, np.float32), z[0], False, 0)
@@ -309,9 +310,9 @@ def _blobs(env, n, version=0, success=None):
         out = []
         for blob in sent:
             seg, info = _decode(blob)
-            out.append(_signed(wire.encode_episode(
+            out.append(_signed(wire.encode_episode(Episode.of(
                 seg, robot=ROBOT, task=TASK, actor='/s', sequence=info['sequence'],
-                extra={**info['extra'], 'success': success})))
+                extra={**info['extra'], 'success': success}))))
         return out
     return sent
 
@@ -378,14 +379,15 @@ def test_learner_core_counts_every_bad_episode(tmp_path, env):
     core = _core(tmp_path)
     good = _blobs(env, 1)[0]
     seg, info = _decode(good)
-    seg.rewards = seg.rewards.copy()
-    seg.rewards[3] = np.nan
-    bad = [b'nonsense', good + b'x' * 100_000, _signed(wire.encode_episode(seg, robot=ROBOT)),
+    seg.rewards[3] = np.nan  # decode_episode's Segment is a writable copy
+    bad = [b'nonsense', good + b'x' * 100_000,
+           _signed(wire.encode_episode(Episode.of(seg, robot=ROBOT))),
            _signed(st_save({'x': np.zeros(3, np.float32)},
                            metadata={'kind': 'trpo_robot.episode'})),
            _policy(0)]
-    seg.rewards[3] = 0.0
-    bad.append(_signed(wire.encode_episode(seg, robot=ROBOT, task='dxl_tracker', actor='/o')))
+    seg = _decode(good)[0]  # the episode above made its arrays read-only
+    bad.append(_signed(wire.encode_episode(
+        Episode.of(seg, robot=ROBOT, task='dxl_tracker', actor='/o'))))
     statuses = [core.offer(b) for b in bad]
     assert all(s.startswith('rejected') for s in statuses), statuses
     assert 'dxl_tracker' in statuses[-1]

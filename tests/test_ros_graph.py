@@ -15,7 +15,7 @@ from trpo_robot.ros import node_utils as U
 from trpo_robot.ros.actor_node import SWAP_FIELDS
 from trpo_robot.trpo import wire
 from trpo_robot.trpo.agent import Agent
-from trpo_robot.trpo.batch import Segment
+from trpo_robot.trpo.episode import Episode, Segment
 from trpo_robot.trpo.config import TRPOConfig
 
 pytestmark = pytest.mark.timeout(900)
@@ -96,8 +96,8 @@ def _episode_blob(obs=OBS, nan=False, seq=0):
     seg = Segment(o, o, np.zeros((n, ACT), np.float32), rewards, np.zeros(n, np.float32),
                   o[0], False, 0)
     return auth.Keyring.from_file().sign(
-        wire.encode_episode(seg, robot='dxl', task='dxl_reacher', actor='/intruder',
-                            sequence=seq), auth.EPISODE)
+        wire.encode_episode(Episode.of(seg, robot='dxl', task='dxl_reacher', actor='/intruder',
+                            sequence=seq)), auth.EPISODE)
 
 
 def test_bad_blobs_on_both_topics_are_rejected_counted_and_survived(make_graph):

@@ -7,7 +7,7 @@ from mcap.reader import make_reader
 
 from trpo_robot.store import DATATYPE, EpisodeStore, StoreError
 from trpo_robot.trpo import wire
-from trpo_robot.trpo.batch import Segment
+from trpo_robot.trpo.episode import Episode, Segment
 
 
 def _blob(seq, n=20):
@@ -16,7 +16,7 @@ def _blob(seq, n=20):
     seg = Segment(obs, obs, rng.standard_normal((n, 2)).astype(np.float32),
                   rng.standard_normal(n).astype(np.float32), np.zeros(n, np.float32),
                   obs[-1], False, 3)
-    return wire.encode_episode(seg, robot='ur5', actor='/arm1', sequence=seq)
+    return wire.encode_episode(Episode.of(seg, robot='ur5', actor='/arm1', sequence=seq))
 
 
 def test_files_read_back_equal_to_the_episodes_sent(tmp_path):

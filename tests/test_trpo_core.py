@@ -6,7 +6,7 @@ from torch.func import functional_call
 
 from trpo_robot.trpo import update as update_mod
 from trpo_robot.trpo.agent import Agent
-from trpo_robot.trpo.batch import Segment
+from trpo_robot.trpo.episode import Segment
 from trpo_robot.trpo.cg import conjugate_gradient
 from trpo_robot.trpo.config import TRPOConfig
 from trpo_robot.trpo.fisher import GaussNewtonFisher, flat_grad, flat_params

@@ -7,7 +7,7 @@ from safetensors.numpy import save as st_save
 
 from trpo_robot.trpo import wire
 from trpo_robot.trpo.agent import Agent
-from trpo_robot.trpo.batch import Segment
+from trpo_robot.trpo.episode import Episode, Segment
 from trpo_robot.trpo.config import TRPOConfig
 from trpo_robot.trpo.learner import AsyncLearner
 
@@ -25,8 +25,8 @@ def _segment(n=30, version=0, seed=0, terminated=False):
 
 def test_episode_round_trip():
     seg = _segment(terminated=True, version=4)
-    blob = wire.encode_episode(seg, robot='ur5', task='ur5_reacher_2d', actor='/a1',
-                               sequence=17, extra={'reset_s': 1.5})
+    blob = wire.encode_episode(Episode.of(seg, robot='ur5', task='ur5_reacher_2d', actor='/a1',
+                               sequence=17, extra={'reset_s': 1.5}))
     out, info = wire.decode_episode(blob, OBS, ACT)
     for name in ('obs', 'raw_obs', 'actions', 'rewards', 'logp', 'final_obs'):
         assert np.array_equal(getattr(out, name), getattr(seg, name))
@@ -57,7 +57,7 @@ def _tamper(blob, tensors=None, meta=None):
     return st_save(t, metadata=m)
 
 
-GOOD = wire.encode_episode(_segment(), robot='ur5')
+GOOD = wire.encode_episode(Episode.of(_segment(), robot='ur5'))
 NAN_OBS = np.ones((30, OBS), np.float32)
 NAN_OBS[3, 1] = np.nan
 
@@ -111,25 +111,29 @@ def test_a_policy_says_its_batch_and_an_older_blob_without_it_reads_as_unsaid():
     assert wire.decode_policy(older, OBS, ACT)[2]['batch_steps'] == 0
 
 
+def _blob(seed=0, **names):
+    return wire.encode_episode(Episode.of(_segment(seed=seed), **names))
+
+
 def test_learner_counts_every_blob_and_drops_stale_episodes():
     agent = Agent(OBS, ACT, TRPOConfig(batch_steps=60, max_policy_lag=1), seed=0)
     learner = AsyncLearner(agent, robot='ur5')
     assert learner.offer(b'garbage').startswith('rejected')
-    assert learner.offer(wire.encode_episode(_segment(), robot='dxl', sequence=1)) \
+    assert learner.offer(wire.encode_episode(Episode.of(_segment(), robot='dxl', sequence=1))) \
         .startswith('rejected')
-    assert learner.offer(wire.encode_episode(_segment(), robot='ur5', sequence=2)) == 'queued'
-    assert learner.offer(wire.encode_episode(_segment(), robot='ur5', sequence=2)) \
+    assert learner.offer(_blob(robot='ur5', sequence=2)) == 'queued'
+    assert learner.offer(wire.encode_episode(Episode.of(_segment(), robot='ur5', sequence=2))) \
         == 'duplicate'
-    assert learner.offer(wire.encode_episode(_segment(), robot='ur5', sequence=3,
-                                             aborted=True)) == 'aborted'
+    assert learner.offer(wire.encode_episode(Episode.of(_segment(), robot='ur5', sequence=3,
+                                             aborted=True))) == 'aborted'
     assert not learner.ready()
-    assert learner.offer(wire.encode_episode(_segment(seed=1), robot='ur5',
-                                             sequence=4)) == 'queued'
+    assert learner.offer(wire.encode_episode(Episode.of(_segment(seed=1), robot='ur5',
+                                             sequence=4))) == 'queued'
     assert learner.ready()
     stats = learner.update()
     assert stats.version == 1 and stats.samples == 60
     agent.version = 5  # the learner moved on: version-0 episodes are now too old
-    assert learner.offer(wire.encode_episode(_segment(), robot='ur5', sequence=5)) == 'stale'
+    assert learner.offer(_blob(robot='ur5', sequence=5)) == 'stale'
     c = learner.counters
     assert (c.received, c.rejected, c.duplicates, c.aborted, c.stale, c.consumed) == \
         (7, 2, 1, 1, 1, 2)

@@ -20,7 +20,7 @@ from trpo_robot.robot.backend import BackendFault
 from trpo_robot.robot.lifecycle import LifecycleError, Phase
 from trpo_robot.ros.params import SWAP_AT
 from trpo_robot.trpo import wire
-from trpo_robot.trpo.rollout import EpisodeRecorder
+from trpo_robot.trpo.episode import Episode, EpisodeRecorder
 
 
 TELEPORT_ATTEMPTS = 3
@@ -187,12 +187,13 @@ class ActorStats:
 
 
 class Outbox:
-    """Signs each episode, writes it to the store, then publishes it: the actor's whole
-    hand-over, given the signing key, the store and the publish callable it needs.
+    """Encodes and signs each episode, writes it to the store, then publishes it: the
+    actor's whole hand-over, given the signing key, the store and the publish callable.
 
-    Writing is durable (fsync), which takes about a millisecond and sometimes several: more
-    than a driver period on a fast twin, and the arm must be commanded every period while
-    the lifecycle brakes it. So a node ``start``s it: a thread of its own and a FIFO keep
+    Encoding and signing cost the control thread nothing this way, and writing is durable
+    (fsync), which takes about a millisecond and sometimes several: more than a driver
+    period on a fast twin, and the arm must be commanded every period while the lifecycle
+    brakes it. So a node ``start``s it: a thread of its own and a FIFO keep
     the order (write before send, sequence by sequence), and ``close`` drains what is
     queued, so a clean shutdown records everything. An episode still queued when the
     process is killed is neither on disk nor sent: it shows as a gap in the stored
@@ -216,33 +217,32 @@ class Outbox:
         self._thread = threading.Thread(target=self._run, name='episode-outbox', daemon=True)
         self._thread.start()
 
-    def put(self, blob, sequence):
+    def put(self, episode: Episode):
         if self._queue is None:
-            self.send(blob, sequence)
+            self.send(episode)
         else:
-            self._queue.put((blob, sequence))
+            self._queue.put(episode)
 
     def pending(self) -> int:
         return self._queue.qsize() if self._queue is not None else 0
 
     def _run(self):
         while True:
-            item = self._queue.get()
-            if item is None:
+            episode = self._queue.get()
+            if episode is None:
                 return
-            self.send(*item)
+            self.send(episode)
 
     def close(self, timeout=10.0):
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join(timeout)
 
-    def send(self, blob, sequence):
-        """Sign one episode, write it to the store (if any), then publish it. Signed here,
-        in the outbox thread, so that the hash costs the control thread nothing."""
-        blob = self.keyring.sign(blob, auth.EPISODE)
+    def send(self, episode: Episode):
+        """Encode and sign one episode, write it to the store (if any), then publish it."""
+        blob = wire.encode_episode(episode, keyring=self.keyring)
         if self.store is not None:
-            self._unrecorded.append((blob, sequence))
+            self._unrecorded.append((blob, episode.sequence))
             self._record_waiting()
         try:
             self.publish(blob)
@@ -607,15 +607,15 @@ class Actor:
             extra['twin'] = self._twin
         if not math.isfinite(extra['final_distance']):
             extra['final_distance'] = -1.0
-        blob = wire.encode_episode(segment, robot=self.robot, task=self.task,
-                                   actor=self.actor_id, sequence=self.sequence,
-                                   aborted=aborted, extra=extra)
-        sequence, self.sequence = self.sequence, self.sequence + 1
+        episode = Episode.of(segment, robot=self.robot, task=self.task,
+                             actor=self.actor_id, sequence=self.sequence, aborted=aborted,
+                             extra=extra)
+        self.sequence += 1
         self.stats.segments += 1
         self.stats.steps += len(segment)
         if not aborted:
             self._steps_on_policy += len(segment)
-        self.outbox.put(blob, sequence)
+        self.outbox.put(episode)
 
     def _reset_seconds(self):
         """Robot time of the reset before this episode, apart from the agent's time."""

@@ -6,7 +6,6 @@ each new policy version on the policy topic (reliable, transient_local: a late a
 the newest at once), writes checkpoints every checkpoint_every updates and on shutdown,
 and reports progress on /diagnostics.
 """
-from collections import deque
 import socket
 import threading
 import time
@@ -22,8 +21,6 @@ from trpo_robot.store import EpisodeStore
 
 LOG_EVERY = 5.0
 """s between two log lines about refused episodes of one kind (bad, unsigned)."""
-INBOX_LIMIT = 1000
-"""Blobs waiting for the worker; beyond this (a stuck worker) the oldest are dropped."""
 
 
 class LearnerNode(U.WorkerNode, Node):
@@ -33,8 +30,6 @@ class LearnerNode(U.WorkerNode, Node):
         self.core = LearnerCore(self.lp, self.rp, log=self.get_logger().info,
                                 warn=U.ThrottledWarnings(self.get_logger(), LOG_EVERY))
         self.stop_event = stop
-        self._inbox = deque()
-        self.dropped = 0
         self._wake = threading.Event()
         self.pub_policy = self.create_publisher(UInt8MultiArray, self.rp.policy_topic,
                                                 U.QOS_POLICY)
@@ -73,16 +68,11 @@ class LearnerNode(U.WorkerNode, Node):
     # -- executor thread -----------------------------------------------------------------
 
     def _on_episode(self, msg):
-        if len(self._inbox) >= INBOX_LIMIT:
-            self._inbox.popleft()
-            self.dropped += 1
-        self._inbox.append(bytes(msg.data))
+        self.core.learner.post(msg.data)
         self._wake.set()
 
     def _publish_progress(self):
         values = self.core.progress()
-        values['inbox'] = len(self._inbox)
-        values['dropped'] = self.dropped
         level = U.WARN if values['rejected'] else U.OK
         message = f'version {values["version"]}, {values["steps"]} steps' + (
             f', done ({values["done"]})' if values['done'] else '')
@@ -102,8 +92,7 @@ class LearnerNode(U.WorkerNode, Node):
         while not self.stop_event.is_set():
             self._wake.wait(0.2)
             self._wake.clear()
-            while self._inbox:
-                core.offer(self._inbox.popleft())
+            core.learner.drain()
             if core.ready():
                 row = core.update()
                 if row is None:

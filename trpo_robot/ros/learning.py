@@ -2,10 +2,10 @@
 
 ``LearnerCore`` wraps the transport-free ``AsyncLearner`` with what a run needs around it:
 per-episode returns and success for progress, the run's end (success rate or step budget),
-a CSV row per update, and checkpoints. One thread owns it (the node's worker thread), so
-it needs no locks. It decodes each blob once (wire.read_episode, which checks the size
-cap and the signature first) and hands the Episode to AsyncLearner, which owns the queue,
-the counters and the staleness rules; refusals go through AsyncLearner.refuse.
+a CSV row per update, the ledger, gaps filled from the episode store, and checkpoints.
+One thread owns it (the node's worker thread), so it needs no locks. The intake itself
+(inbox, the one decode, queue, counters, staleness) is AsyncLearner's; this class hears of
+each outcome through AsyncLearner's ``on_offered``.
 """
 from collections import deque
 import csv
@@ -18,7 +18,7 @@ import numpy as np
 
 from trpo_robot import auth
 from trpo_robot.ros.params import env_id, LearnerParams, RobotParams, task_dims
-from trpo_robot.trpo import checkpoint, scalars, wire
+from trpo_robot.trpo import checkpoint, scalars
 from trpo_robot.trpo.agent import Agent
 from trpo_robot.trpo.learner import AsyncLearner
 
@@ -48,7 +48,9 @@ class LearnerCore:
         else:
             agent = Agent(self.obs_dim, self.act_dim, lp.trpo_config(), seed=rp.seed)
         self.learner = AsyncLearner(agent, robot=rp.robot, task=self.task.name,
-                                    epoch=time.time_ns(), consumed=consumed, warn=self.warn)
+                                    epoch=time.time_ns(), consumed=consumed, warn=self.warn,
+                                    keyring=self.keyring, max_bytes=lp.max_episode_bytes,
+                                    on_offered=self._offered)
         self.resumed_fed = 0
         """Stored episodes the checkpoint had not consumed, fed at start-up (feed_stored)."""
         self.store = None
@@ -92,32 +94,21 @@ class LearnerCore:
         return self.learner.counters
 
     def offer(self, blob) -> str:
-        """One received (or stored) episode blob: decoded once (size cap, signature,
-        validation), AsyncLearner's checks, then run statistics. What became of it goes to
-        the ledger."""
-        status, key = self._offer(blob)
-        if self.ledger is not None and status != 'queued':
-            self.ledger.key_row(status.partition(':')[0], self.agent.version, key or ('', -1))
-        return status
+        """A stored episode blob (or a test's), through the same intake as a received one."""
+        return self.learner.offer(blob)
 
-    def _offer(self, blob):
-        try:
-            episode = wire.read_episode(blob, self.obs_dim, self.act_dim, keyring=self.keyring,
-                                        max_bytes=self.lp.max_episode_bytes)
-        except auth.AuthError as e:
-            return self.learner.refuse(f'not from an actor of this fleet: {e}',
-                                       unauthenticated=True), None
-        except wire.WireError as e:
-            return self.learner.refuse(str(e)), None
-        if episode.task and episode.task != self.task.name:
-            return self.learner.refuse(f'episode of task {episode.task!r}, learning '
-                                       f'{self.task.name!r}'), episode.key
+    def _offered(self, status, episode):
+        """What became of one blob: a ledger row unless queued, then for an episode that
+        was not refused, the gap before it filled and the run's statistics."""
+        if self.ledger is not None and status != 'queued':
+            key = episode.key if episode is not None else ('', -1)
+            self.ledger.key_row(status.partition(':')[0], self.agent.version, key)
+        if episode is None or status.startswith('rejected'):
+            return
         self._fill_gap(episode.actor, episode.sequence)
         lost_weights = episode.policy_version > self.agent.version
-        status = self.learner.take(episode)
         if status == 'queued' or status == 'stale' and not lost_weights:
             self._count_episode(episode)
-        return status, episode.key
 
     def _count_episode(self, episode):
         """Run statistics of an episode that was acted by a version this learner had."""
@@ -285,7 +276,8 @@ class LearnerCore:
         return dict(
             version=self.agent.version, steps=self.agent.total_steps,
             acted_steps=self.acted_steps, episodes=self.episodes, updates=self.updates,
-            pending_steps=self.learner.pending_steps(),
+            pending_steps=self.learner.pending_steps(), inbox=self.learner.waiting(),
+            dropped=c.dropped,
             batch_steps=self.agent.config.batch_steps, budget_steps=self.rp.budget_steps,
             mean_return=float(np.mean(recent)) if recent else math.nan,
             success_rate=self.success_rate(), success_window=len(self.window),

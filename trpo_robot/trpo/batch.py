@@ -1,34 +1,10 @@
-"""Episodes (or pieces of them) as the actor records them, and the learner's batch."""
+"""The learner's batch: Segments (trpo/episode.py) turned into advantages and returns."""
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .gae import gae, normalize_advantages
-
-
-@dataclass
-class Segment:
-    """Consecutive steps of one episode, all acted by one policy version.
-
-    obs holds the normalized inputs the policy saw; raw_obs the unnormalized observations
-    (for the normalizer statistics). Only the last step can end the episode: if terminated
-    is False the segment was truncated (time limit, batch end) and is bootstrapped from
-    final_obs.
-    """
-
-    obs: np.ndarray
-    raw_obs: np.ndarray
-    actions: np.ndarray
-    rewards: np.ndarray
-    logp: np.ndarray
-    final_obs: np.ndarray
-    terminated: bool
-    policy_version: int = 0
-    episode_return: float | None = None
-
-    def __len__(self):
-        return len(self.rewards)
 
 
 @dataclass

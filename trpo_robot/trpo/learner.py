@@ -1,19 +1,27 @@
 """The asynchronous learner without any transport: episodes in, versioned policies out.
 
-``AsyncLearner`` is the one owner of what happens to an episode after it is decoded: the
-queue of episodes waiting for an update, the counters that say what became of every blob
-(so nothing disappears silently), duplicates and the per-actor sequences consumed (what a
-resume goes by), and the staleness rules. Whoever feeds it (the ROS learner's LearnerCore,
-a test) reports through its methods and reads its counters; nothing else edits them.
+``AsyncLearner`` is the one owner of what happens to an episode blob from the moment a
+transport hands it over: the inbox the transport's thread posts to, the one decode (size
+cap, signature, validation: ``wire.read_episode``), the queue of episodes waiting for an
+update, the counters that say what became of every blob (so nothing disappears
+silently), duplicates and the per-actor sequences consumed (what a resume goes by), and
+the staleness rules. Whoever runs it (the ROS learner's LearnerCore, a test) reads its
+counters and hears of each outcome through ``on_offered``; nothing else edits them.
 """
+from collections import deque
 import logging
 from dataclasses import dataclass, field
+
+from trpo_robot import auth
 
 from . import wire
 from .agent import Agent, UpdateStats
 from .episode import Episode
 
 log = logging.getLogger(__name__)
+
+INBOX_LIMIT = 1000
+"""Blobs waiting for the worker; beyond this (a stuck worker) the oldest are dropped."""
 
 
 @dataclass
@@ -26,6 +34,8 @@ class LearnerCounters:
     aborted: int = 0
     duplicates: int = 0
     consumed: int = 0
+    dropped: int = 0
+    """Blobs the inbox overflowed with (INBOX_LIMIT) before the worker could read them."""
     reasons: dict = field(default_factory=dict)
 
 
@@ -35,9 +45,12 @@ def _log_warning(kind, text):
 
 class AsyncLearner:
     def __init__(self, agent: Agent, *, robot='', task='', obs_dim=None, act_dim=None,
-                 epoch=0, consumed=None, warn=None):
+                 epoch=0, consumed=None, warn=None, keyring=None,
+                 max_bytes=wire.MAX_BLOB_BYTES, on_offered=None):
         """``consumed``: {actor: highest sequence learned from}, from a checkpoint.
-        ``warn(kind, text)``: where refusals are said ('auth' or 'episode' kind)."""
+        ``warn(kind, text)``: where refusals are said ('auth' or 'episode' kind).
+        ``keyring``: the fleet's keys; without one, blobs are read unsigned (tests, tools).
+        ``on_offered(status, episode or None)``: after each blob, for the run's records."""
         self.agent = agent
         self.epoch = int(epoch)
         """Stamped on every policy blob (wire.encode_policy): orders this learner's
@@ -46,6 +59,9 @@ class AsyncLearner:
         self.obs_dim = obs_dim or agent.obs_dim
         self.act_dim = act_dim or agent.act_dim
         self.warn = warn or _log_warning
+        self.keyring, self.max_bytes = keyring, max_bytes
+        self.on_offered = on_offered
+        self._inbox = deque()
         self.pending: list[Episode] = []
         self.counters = LearnerCounters()
         self.consumed_ids = dict(consumed or {})
@@ -58,13 +74,46 @@ class AsyncLearner:
         self.last_stale = []
         """(actor, sequence) of the queued episodes the last update dropped as too old."""
 
+    def post(self, blob):
+        """From the transport's thread, while the worker may be updating: no decode here,
+        just a bounded deque (append and popleft are atomic)."""
+        if len(self._inbox) >= INBOX_LIMIT:
+            self._inbox.popleft()
+            self.counters.dropped += 1
+        self._inbox.append(bytes(blob))
+
+    def waiting(self) -> int:
+        return len(self._inbox)
+
+    def drain(self) -> int:
+        """From the worker's thread: offer every posted blob, oldest first."""
+        offered = 0
+        while self._inbox:
+            self.offer(self._inbox.popleft())
+            offered += 1
+        return offered
+
     def offer(self, blob) -> str:
-        """Take one unsigned episode blob (tests, tools): decode it, then ``take`` it."""
+        """One episode blob (posted, stored, or a test's): 'queued', or why it was not."""
+        episode = None
         try:
-            episode = wire.read_episode(blob, self.obs_dim, self.act_dim)
+            episode = wire.read_episode(blob, self.obs_dim, self.act_dim,
+                                        keyring=self.keyring, max_bytes=self.max_bytes)
+        except auth.AuthError as e:
+            status = self.refuse(f'not from an actor of this fleet: {e}',
+                                 unauthenticated=True)
         except wire.WireError as e:
-            return self.refuse(str(e))
-        return self.take(episode)
+            status = self.refuse(str(e))
+        else:
+            status = self._task_refusal(episode) or self.take(episode)
+        if self.on_offered is not None:
+            self.on_offered(status, episode)
+        return status
+
+    def _task_refusal(self, episode):
+        if self.task and episode.task and episode.task != self.task:
+            return self.refuse(f'episode of task {episode.task!r}, learning {self.task!r}')
+        return ''
 
     def take(self, episode: Episode) -> str:
         """One decoded episode: 'queued', or why it was not queued."""

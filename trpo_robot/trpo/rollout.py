@@ -1,35 +1,7 @@
 """Collecting on-policy segments from a gymnasium environment."""
 import numpy as np
 
-from .batch import Segment
-
-
-class EpisodeRecorder:
-    """Accumulates one episode's steps and cuts it into Segments."""
-
-    def __init__(self):
-        self.clear()
-
-    def clear(self):
-        self.obs, self.raw, self.act, self.rew, self.logp = [], [], [], [], []
-
-    def add(self, obs, raw, act, rew, logp):
-        self.obs.append(obs)
-        self.raw.append(raw)
-        self.act.append(act)
-        self.rew.append(rew)
-        self.logp.append(logp)
-
-    def __len__(self):
-        return len(self.rew)
-
-    def cut(self, final_obs, terminated, version, episode_return=None) -> Segment:
-        seg = Segment(np.asarray(self.obs, np.float32), np.asarray(self.raw, np.float32),
-                      np.asarray(self.act, np.float32), np.asarray(self.rew, np.float32),
-                      np.asarray(self.logp, np.float32), np.asarray(final_obs, np.float32),
-                      bool(terminated), version, episode_return)
-        self.clear()
-        return seg
+from .episode import EpisodeRecorder
 
 
 class Sampler:
@@ -70,8 +42,7 @@ class Sampler:
                 self.shield_counts[0] += bool(info['interventions'])
                 self.shield_counts[1] += 1
             if terminated or truncated:
-                segments.append(self.recorder.cut(norm(next_raw), terminated, version,
-                                                  self.episode_return))
+                segments.append(self.recorder.cut(norm(next_raw), terminated, version))
                 self.finished_returns.append(self.episode_return)
                 if 'distance' in info:
                     self.finished_distances.append(float(info['distance']))

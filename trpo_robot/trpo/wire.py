@@ -3,9 +3,9 @@
 This is what crosses process boundaries (ROS topics, disk). Nothing is pickled; every
 decoder validates schema, names, shapes, dtypes, finiteness and size before anything is
 used, and raises WireError with a reason a log line can carry. Who sent a blob is
-trpo_robot.auth's concern: the nodes check its signature before handing it here; these
-decoders read a signed blob's payload as they read a bare one (recorded and captured
-episodes are read offline that way).
+trpo_robot.auth's concern; an episode is signed as it is encoded and its signature
+checked as it is read, given a keyring (without one, a signed blob's payload is read as
+a bare one: recorded and captured episodes are read offline that way).
 """
 import json
 import math
@@ -16,8 +16,7 @@ from safetensors.numpy import save as st_save
 
 from trpo_robot import auth
 
-from .batch import Segment
-from .episode import Episode
+from .episode import Episode, STEP_ARRAYS
 from .networks import IdentityNorm, PolicySnapshot, RunningNorm
 
 SCHEMA_VERSION = '1'
@@ -99,23 +98,20 @@ def _float_meta(meta, key, low, high):
     return value
 
 
-def encode_episode(segment: Segment, *, robot='', task='', actor='', sequence=0,
-                   aborted=False, extra=None) -> bytes:
+def encode_episode(episode: Episode, *, keyring=None) -> bytes:
+    """The episode as a blob; given a keyring, signed (auth.EPISODE) as well."""
     tensors = {
-        'obs': np.ascontiguousarray(segment.obs, np.float32),
-        'raw_obs': np.ascontiguousarray(segment.raw_obs, np.float32),
-        'actions': np.ascontiguousarray(segment.actions, np.float32),
-        'rewards': np.ascontiguousarray(segment.rewards, np.float32),
-        'logp': np.ascontiguousarray(segment.logp, np.float32),
-        'final_obs': np.ascontiguousarray(segment.final_obs, np.float32),
-    }
+        name: np.ascontiguousarray(getattr(episode, name), np.float32)
+        for name in STEP_ARRAYS}
     meta = {'kind': EPISODE_KIND, 'schema': SCHEMA_VERSION,
-            'policy_version': str(int(segment.policy_version)), 'robot': robot, 'task': task,
-            'actor': actor, 'sequence': str(int(sequence)),
-            'terminated': 'true' if segment.terminated else 'false',
-            'aborted': 'true' if aborted else 'false',
-            'extra': json.dumps(extra or {})}
-    return st_save(tensors, metadata=meta)
+            'policy_version': str(int(episode.policy_version)), 'robot': episode.robot,
+            'task': episode.task, 'actor': episode.actor,
+            'sequence': str(int(episode.sequence)),
+            'terminated': 'true' if episode.terminated else 'false',
+            'aborted': 'true' if episode.aborted else 'false',
+            'extra': json.dumps(episode.extra)}
+    blob = st_save(tensors, metadata=meta)
+    return keyring.sign(blob, auth.EPISODE) if keyring is not None else blob
 
 
 def read_episode(blob, obs_dim, act_dim, *, keyring=None,
