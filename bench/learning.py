@@ -114,8 +114,10 @@ def learning(args, results):
 
 
 def speed(args, results):
-    """Same batch (2048), same CG iterations (10) and damping (0.1) for both."""
-    ours = spawn(results, 'ours', 'Pendulum-v1', args.steps, 0, 'default')
+    """Same batch (2048), CG iterations (10), damping (0.1) and value fit (10 epochs of
+    minibatch 128) for both."""
+    ours = spawn(results, 'ours', 'Pendulum-v1', args.steps, 0, 'default',
+                 overrides={'cg_iters': 10, 'value_minibatch': 128})
     theirs = spawn(results, 'sb3', 'Pendulum-v1', args.steps, 0,
                    overrides={'cg_max_steps': 10})
     print('\n| Pendulum-v1, 100k steps | steps/s | peak RSS (MB) |')

@@ -27,6 +27,8 @@ from trpo_robot.trpo.networks import gaussian_log_prob  # noqa: E402
 from trpo_robot.trpo.update import fit_value, policy_step  # noqa: E402
 
 N_STEPS, CG_ITERS, DAMPING, MAX_KL = 2048, 10, 0.1, 0.01
+VALUE_EPOCHS, VALUE_MINIBATCH = 10, 128
+"""The value fit on both sides: sb3-contrib's n_critic_updates and batch_size defaults."""
 
 
 def sb3_model():
@@ -51,7 +53,8 @@ def batch_from(model):
 
 class Ours:
     def __init__(self, obs, act, adv, ret):
-        self.cfg = TRPOConfig(max_kl=MAX_KL, cg_iters=CG_ITERS, damping=DAMPING)
+        self.cfg = TRPOConfig(max_kl=MAX_KL, cg_iters=CG_ITERS, damping=DAMPING,
+                              value_epochs=VALUE_EPOCHS, value_minibatch=VALUE_MINIBATCH)
         self.agent = Agent(obs.shape[1], act.shape[1], self.cfg, seed=0)
         with torch.no_grad():
             self.logp = gaussian_log_prob(self.agent.pi(obs), self.agent.pi.log_std, act)
@@ -84,7 +87,7 @@ class Theirs:
         self.model.policy.optimizer.load_state_dict(copy.deepcopy(self.opt_start))
 
     def update(self, full):
-        self.model.n_critic_updates = 10 if full else 0
+        self.model.n_critic_updates = VALUE_EPOCHS if full else 0
         self.model.train()
 
 

@@ -57,7 +57,7 @@ class Agent:
             self.pi = GaussianPolicy(obs_dim, act_dim, config.policy_hidden,
                                      config.init_log_std)
             self.v = ValueNet(obs_dim, config.value_hidden)
-        self.v_optim = torch.optim.Adam(self.v.parameters(), lr=config.value_lr)
+        self.v_optim = torch.optim.Adam(self.v.parameters(), lr=config.value_lr, foreach=True)
         norm_cls = RunningNorm if config.normalize_obs else IdentityNorm
         self.obs_norm = norm_cls(obs_dim, clip=config.obs_clip)
         self.version = 0
