@@ -61,7 +61,7 @@ class AsyncLearner:
         self.warn = warn or _log_warning
         self.keyring, self.max_bytes = keyring, max_bytes
         self.on_offered = on_offered
-        self._inbox = deque()
+        self._inbox = deque(maxlen=INBOX_LIMIT)
         self.pending: list[Episode] = []
         self.counters = LearnerCounters()
         self.consumed_ids = dict(consumed or {})
@@ -75,10 +75,10 @@ class AsyncLearner:
         """(actor, sequence) of the queued episodes the last update dropped as too old."""
 
     def post(self, blob):
-        """From the transport's thread, while the worker may be updating: no decode here,
-        just a bounded deque (append and popleft are atomic)."""
-        if len(self._inbox) >= INBOX_LIMIT:
-            self._inbox.popleft()
+        """From the transport's thread, while the worker may be draining: no decode here,
+        one atomic append to a bounded deque, which drops the oldest blob when full (a
+        check-then-pop could find the deque emptied in between and raise)."""
+        if len(self._inbox) == self._inbox.maxlen:
             self.counters.dropped += 1
         self._inbox.append(bytes(blob))
 
