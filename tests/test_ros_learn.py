@@ -144,8 +144,14 @@ def test_synchronous_runs_act_one_batch_per_version_and_wait_for_each_update(
         acted = sum(n for version, n, _ in episodes if version == v)
         assert batch <= acted < batch + longest, (v, episodes)
     first = {v: versions.index(v) for v in set(versions)}
-    for i, (v, _, held) in enumerate(episodes):  # the arm waited before each new version
-        assert (held > 0.0) == (v >= 1 and i == first[v]), (i, episodes)
+    for i, (v, _, held) in enumerate(episodes):  # a wait only ever precedes a new version
+        assert held == 0.0 or (v >= 1 and i == first[v]), (i, episodes)
+    # The acted counts above show that no version acted more than its batch. The actor
+    # checks for the next version once the arm is READY again, so an update that lands
+    # during the stop and the teleported reset (about 30 ms of wall time at 8x) costs no
+    # wait at all: that version's first episode says held 0 (seen once in a fresh-clone
+    # run, 2026-11-30). The waits that did happen are recorded.
+    assert sum(held > 0.0 for _, _, held in episodes) >= 1, episodes
     assert all(r['stale'] == 0 for r in read_progress(out / 'progress.csv'))
 
 
