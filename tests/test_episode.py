@@ -196,3 +196,12 @@ def test_the_actor_hands_a_named_episode_to_the_outbox_thread_which_encodes_and_
     stored = [wire.read_episode(store.read(store.path('/a', s)), OBS, ACT, keyring=RING)
               for s in range(3)]
     assert [e.sequence for e in stored] == [0, 1, 2]
+
+
+def test_naming_a_cut_segment_freezes_nothing_the_caller_still_holds():
+    from trpo_robot.trpo.episode import EpisodeRecorder
+    recorder = EpisodeRecorder()
+    observation = np.zeros(OBS, np.float32)
+    recorder.add(observation, observation, np.zeros(ACT, np.float32), 0.0, -1.0)
+    Episode.of(recorder.cut(observation, False, 0), actor='/a')
+    observation[0] = 1.0  # still the caller's to write (an identity normaliser returns it)

@@ -104,9 +104,12 @@ class EpisodeRecorder:
         return len(self.rew)
 
     def cut(self, final_obs, terminated, version) -> Segment:
+        """The steps so far, in arrays of their own: final_obs is copied too (an identity
+        normaliser hands back the caller's observation), so ``Episode.of`` can make them
+        read-only without touching anything the caller still holds."""
         seg = Segment(np.asarray(self.obs, np.float32), np.asarray(self.raw, np.float32),
                       np.asarray(self.act, np.float32), np.asarray(self.rew, np.float32),
-                      np.asarray(self.logp, np.float32), np.asarray(final_obs, np.float32),
+                      np.asarray(self.logp, np.float32), np.array(final_obs, np.float32),
                       bool(terminated), version)
         self.clear()
         return seg
