@@ -135,3 +135,17 @@ def test_shield_cost_quick_writes_its_line(tmp_path):
     assert [(line['figures']['robot'], line['figures']['workspace']) for line in lines] == [
         (robot, box) for robot in ('ur5', 'dxl') for box in ('task box', 'no box', '5 cm box')]
     assert all(line['figures']['calls'] == 300 for line in lines)
+
+
+def test_robot_time_counts_every_acted_step_up_to_the_competent_window():
+    """bench/robot_time.py: partial episodes cost robot time but never enter the window;
+    competence needs a full window of 40 at 80% within 2 cm, and not one episode before."""
+    from bench.robot_time import competence, curve
+    near, far = (100, 0.01, True), (100, 0.03, True)
+    cut = (37, 0.001, False)
+    episodes = [far] * 10 + [cut] + [near] * 31 + [far] * 1 + [near] * 1
+    assert competence(episodes[:-1]) is None  # 31 of the last 40 full ones: 77.5%
+    robot_s, n = competence(episodes)  # 32 of 40: 80%
+    assert n == len(episodes) and robot_s == pytest.approx((43 * 100 + 37) * 0.04)
+    assert competence([near] * 39) is None and competence([(100, -1.0, True)] * 40) is None
+    assert curve([cut, near]) == [pytest.approx((137 * 0.04 / 60, 0.01))]

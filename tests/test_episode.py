@@ -122,12 +122,28 @@ def test_the_learner_decodes_each_blob_once_and_learns_from_the_records(
     assert core.learner.consumed_ids == {'/a': 1}
 
 
-def _core(tmp_path):
+def _core(tmp_path, **params):
     rp = build(RobotParams, {'robot': 'dxl', 'task': 'dxl_reacher', 'driver_period': 0.01})
     lp = build(LearnerParams, {'trpo.batch_steps': 100, 'trpo.policy_hidden': [8],
                                'trpo.value_hidden': [8],
-                               'checkpoint_dir': str(tmp_path / 'ck')})
+                               'checkpoint_dir': str(tmp_path / 'ck'), **params})
     return LearnerCore(lp, rp, log=lambda text: None, keyring=RING)
+
+
+@pytest.mark.parametrize('success_distance,expected', [(0.0, [True, True, False]),
+                                                       (0.01, [False, True, False])])
+def test_a_stricter_success_distance_decides_the_success_window(
+        tmp_path, success_distance, expected):
+    """The actor reports success at the task's 2 cm; the learner's own bar, when set,
+    judges the episode's final distance instead (a missing distance is never a success)."""
+    core = _core(tmp_path, success_distance=success_distance)
+    reports = [(0.015, True), (0.004, True), (None, False)]
+    for sequence, (distance, success) in enumerate(reports):
+        extra = {'partial': False, 'success': success}
+        if distance is not None:
+            extra['final_distance'] = distance
+        assert core.offer(RING.sign(_payload(sequence, extra=extra), auth.EPISODE)) == 'queued'
+    assert list(core.window) == expected
 
 
 def test_the_learner_owns_its_inbox_and_counts_what_overflows(tmp_path, monkeypatch):

@@ -158,9 +158,14 @@ class LearnerCore:
     def _episode_done(self, ret, extra):
         self.episodes += 1
         distance = _finite(extra.get('final_distance'), -1.0)
-        self.window.append(extra.get('success') is True)
+        self.window.append(self._success(extra, distance))
         self._since_update.append((ret, distance))
         self.recent_returns.append(ret)
+
+    def _success(self, extra, distance) -> bool:
+        if self.lp.success_distance > 0:
+            return 0.0 <= distance < self.lp.success_distance
+        return extra.get('success') is True
 
     def feed_stored(self, store) -> int:
         """Offer the episodes an EpisodeStore holds beyond what the checkpoint consumed:

@@ -369,6 +369,11 @@ class LearnerParams:
     """Wall seconds between progress (diagnostics) messages."""
     stop_when_done: bool = True
     """Freeze the policy (no more updates) once the run's success or budget is reached."""
+    success_distance: float = 0.0
+    """An episode counts as a success when its final distance is below this, m; 0: the
+    task's success_distance, as the actor reports it. A stricter bar than the task's (the
+    robot-time benchmark's 2 cm, bench/robot_time.py) changes when the run is done, not
+    what the actor does."""
 
     def __post_init__(self):
         object.__setattr__(self, 'episode_topics', tuple(str(t) for t in self.episode_topics))
@@ -376,7 +381,7 @@ class LearnerParams:
                'episode_topics must name at least one topic')
         _check(len(set(self.episode_topics)) == len(self.episode_topics),
                f'episode_topics lists a topic twice: {self.episode_topics}')
-        for name in ('max_policy_lag',):
+        for name in ('max_policy_lag', 'success_distance'):
             _check(getattr(self, name) >= 0, f'{name} must be >= 0')
         for name in ('max_episode_bytes', 'checkpoint_every'):
             _check(getattr(self, name) >= 1, f'{name} must be >= 1, got {getattr(self, name)}')

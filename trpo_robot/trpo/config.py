@@ -108,6 +108,13 @@ PRESETS = {
     # Arm reachers (SenseAct-style, 40 ms steps, velocity control).
     'reacher': TRPOConfig(gamma=0.99, gae_lambda=0.97, max_kl=0.02, batch_steps=2048,
                           value_epochs=10, value_minibatch=256, cg_iters=10),
+    # SenseAct's UR-Reacher-2 run (examples/advanced/ur5_reacher.py: baselines trpo_mpi with
+    # a 32-32 tanh MlpPolicy, 5 value epochs of minibatch 64, observations clipped to +-5),
+    # the baseline the robot-time benchmark (bench/robot_time.py) measures ours against.
+    'senseact': TRPOConfig(gamma=0.995, gae_lambda=0.995, max_kl=0.05, batch_steps=2048,
+                           cg_iters=10, damping=0.1, value_epochs=5, value_minibatch=64,
+                           value_lr=1e-3, policy_hidden=(32, 32), value_hidden=(32, 32),
+                           obs_clip=5.0),
 }
 
 
