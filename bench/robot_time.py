@@ -102,17 +102,24 @@ def run_graph(learner, task, seed, steps, rtf, out):
     t0 = time.monotonic()
     with open(log_path, 'w') as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            proc.wait(timeout=_wall_limit(steps, rtf))
-        except subprocess.TimeoutExpired:
+        held = _wait_unless_held(proc, log_path, _wall_limit(steps, rtf))
+    if proc.returncode and not held:
+        raise RuntimeError(f'trpo-robot learn failed ({proc.returncode}): {log_path}')
+    return time.monotonic() - t0, held
+
+
+def _wait_unless_held(proc, log_path, limit):
+    """Wait for the run's end; a run whose arm is held (a fault, on a twin nobody
+    watches) is stopped and its HOLD line returned: it would wait for an operator."""
+    t0 = time.monotonic()
+    while proc.poll() is None:
+        held = [line for line in log_path.read_text().splitlines() if 'ARM HELD' in line]
+        if held or time.monotonic() - t0 > limit:
             proc.send_signal(signal.SIGINT)  # the CLI stops its nodes and saves the run
             proc.wait(timeout=120)
-            raise RuntimeError(f'{learner} on {task}, seed {seed}: no end after '
-                               f'{_wall_limit(steps, rtf):.0f} s; an arm held by a fault '
-                               f'waits for an operator (see {out}/logs)') from None
-    if proc.returncode:
-        raise RuntimeError(f'trpo-robot learn failed ({proc.returncode}): {log_path}')
-    return time.monotonic() - t0
+            return held[0] if held else f'no end after {limit:.0f} s'
+        time.sleep(2)
+    return ''
 
 
 def _wall_limit(steps, rtf):
@@ -148,7 +155,7 @@ def update_seconds(out):
 
 def graph_result(learner, task, seed, args):
     out = args.runs / f'robot_time_{task}_{learner}_seed{seed}'
-    wall = run_graph(learner, task, seed, args.steps or BUDGET[task], args.rtf, out)
+    wall, held = run_graph(learner, task, seed, args.steps or BUDGET[task], args.rtf, out)
     rows = stored_episodes(out, task)
     episodes = [r[:3] for r in rows]
     reached = competence(episodes)
@@ -157,7 +164,7 @@ def graph_result(learner, task, seed, args):
         resets = resets[:reached[1] - 1]
     return {'wall_s': wall, 'acted_steps': sum(r[0] for r in rows),
             'reset_robot_s': float(sum(resets)), 'update_s_median': update_seconds(out),
-            **summary(reached, episodes)}
+            'in_process': False, 'held': held, **summary(reached, episodes)}
 
 
 def summary(reached, episodes):
@@ -166,17 +173,15 @@ def summary(reached, episodes):
             'curve': curve(episodes)}
 
 
-# ------------------------------------------------------------------ sb3-contrib, in process
+# ------------------------------------------------------------------ in process
 
-def sb3_worker(task, seed, steps):
-    """sb3-contrib TRPO, defaults, on the in-process twin; stops at competence."""
+class Competent(Exception):
+    """Raised from the env's step at the episode that completes the window: both learners'
+    training loops end there, wherever they are in a batch."""
+
+
+def recording(env, episodes):
     import gymnasium as gym
-    import torch
-    from sb3_contrib import TRPO
-    from stable_baselines3.common.callbacks import BaseCallback
-    from trpo_robot.twin.envs import make_twin_env
-    torch.set_num_threads(1)
-    episodes = []
 
     class Record(gym.Wrapper):
         def reset(self, **kwargs):
@@ -188,28 +193,61 @@ def sb3_worker(task, seed, steps):
             self.steps += 1
             if term or trunc:
                 episodes.append((self.steps, float(info['distance']), True))
+                if competence(episodes):
+                    raise Competent
             return obs, reward, term, trunc, info
+    return Record(env)
 
-    class Stop(BaseCallback):
-        def _on_step(self):
-            return competence(episodes) is None
 
-    model = TRPO('MlpPolicy', Record(make_twin_env(task, seed=seed)), seed=seed,
-                 device='cpu', verbose=0)
+def ours_config(learner):
+    """The TRPOConfig the graph's learner would run: config/learner.yaml's preset and
+    overrides for ours, the senseact preset for SenseAct's configuration."""
+    import yaml
+    from trpo_robot.trpo.config import preset
+    if learner == 'senseact':
+        return preset('senseact')
+    params = yaml.safe_load((ROOT / 'config' / 'learner.yaml').read_text())['/**'][
+        'ros__parameters']
+    return preset(params['preset']).with_overrides(**params.get('trpo', {}))
+
+
+def train_in_process(learner, env, seed, steps):
+    import torch
+    torch.set_num_threads(1)
+    if learner == 'sb3':
+        from sb3_contrib import TRPO
+        TRPO('MlpPolicy', env, seed=seed, device='cpu', verbose=0).learn(steps)
+        return
+    from trpo_robot.trpo.agent import Agent
+    from trpo_robot.trpo.trainer import train
+    agent = Agent(env.observation_space.shape[0], env.action_space.shape[0],
+                  ours_config(learner), seed)
+    train(env, agent, steps, seed, printer=lambda line: None)
+
+
+def worker(learner, task, seed, steps):
+    """One learner on the in-process twin (fast mode, teleported resets) until competence
+    or the budget; prints its episodes as one JSON line."""
+    from trpo_robot.twin.envs import make_twin_env
+    episodes = []
     t0 = time.monotonic()
-    model.learn(steps, callback=Stop())
+    try:
+        train_in_process(learner, recording(make_twin_env(task, seed=seed), episodes), seed,
+                         steps)
+    except Competent:
+        pass
     print(json.dumps({'wall_s': time.monotonic() - t0, 'episodes_list': episodes}))
 
 
-def sb3_result(task, seed, args):
-    cmd = [sys.executable, __file__, '--worker', '--tasks', task, '--seeds', str(seed),
-           '--steps', str(args.steps or BUDGET[task])]
+def in_process_result(learner, task, seed, args):
+    cmd = [sys.executable, __file__, '--worker', learner, '--tasks', task, '--seeds',
+           str(seed), '--steps', str(args.steps or BUDGET[task])]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     worker = json.loads(out.strip().splitlines()[-1])
     episodes = [tuple(e) for e in worker['episodes_list']]
     reached = competence(episodes)
     return {'wall_s': worker['wall_s'], 'acted_steps': sum(e[0] for e in episodes),
-            'reset_robot_s': None, 'update_s_median': None,
+            'reset_robot_s': None, 'update_s_median': None, 'in_process': True, 'held': '',
             **summary(reached, episodes)}
 
 
@@ -232,7 +270,8 @@ def _minutes(r):
 
 
 def _per_seed(rs):
-    return ', '.join('not reached' if r['robot_s'] is None else f'{_minutes(r):.1f}'
+    return ', '.join(f'{_minutes(r):.1f}' if r['robot_s'] is not None else
+                     f'held at {r["acted_steps"]} steps' if r.get('held') else 'not reached'
                      for r in rs)
 
 
@@ -288,28 +327,33 @@ def build_parser():
                     help="the twin's real-time factor for the graph's runs (default 8)")
     ap.add_argument('--runs', type=Path, default=ROOT / 'runs',
                     help='folder of the graph runs (default runs/)')
-    ap.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
+    ap.add_argument('--in-process', action='store_true',
+                    help='ours and senseact too in one process on the twin env, as sb3 '
+                         '(no graph: minutes, not hours; no policy lag, no reset cost)')
+    ap.add_argument('--worker', choices=LEARNERS, help=argparse.SUPPRESS)
     return record.add_quick(ap)
 
 
 def main(argv=None):
     args = record.parse(build_parser(), QUICK, argv)
     if args.worker:
-        return sb3_worker(args.tasks[0], args.seeds[0], args.steps)
+        return worker(args.worker, args.tasks[0], args.seeds[0], args.steps)
     run = record.Run('robot_time', args.quick, argv)
     results = []
     for task in args.tasks:
         for seed in args.seeds:
             for learner in args.learners:
                 result = {'task': task, 'learner': learner, 'seed': seed, 'rtf': args.rtf,
-                          **(sb3_result(task, seed, args) if learner == 'sb3'
+                          **(in_process_result(learner, task, seed, args)
+                             if learner == 'sb3' or args.in_process
                              else graph_result(learner, task, seed, args))}
                 run.write(result)
                 results.append(result)
                 print(f'{task} {learner} seed {seed}: robot s {result["robot_s"]}, '
                       f'wall {result["wall_s"]:.0f} s', flush=True)
         if not args.quick:
-            plot(results, task, ROOT / 'docs' / 'img' / f'robot_time_{task}.png')
+            suffix = '_in_process' if args.in_process else ''
+            plot(results, task, ROOT / 'docs' / 'img' / f'robot_time_{task}{suffix}.png')
     report(results, args.tasks, args.learners)
 
 

@@ -325,6 +325,7 @@ class Run:
         self.t0 = time.monotonic()
         self.monitor = None
         self.last_version = -1
+        self.last_phase = ''
         self.failure = ''
 
     def follow(self, procs) -> int:
@@ -352,6 +353,7 @@ class Run:
                     return 1
                 if self.arm_scalars:
                     self.arm_scalars.poll()
+                self._report_phase()
                 progress = self.monitor.diag('learner', 'progress')
                 if progress and int(progress.get('version', -1)) != self.last_version:
                     self.last_version = int(progress['version'])
@@ -368,6 +370,14 @@ class Run:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    def _report_phase(self):
+        lifecycle = self.monitor.diag('actor', 'lifecycle') or {}
+        safety = self.monitor.diag('actor', 'safety') or {}
+        notice = phase_notice(self.last_phase, lifecycle, safety.get('last_fault', ''))
+        self.last_phase = lifecycle.get('phase', self.last_phase)
+        if notice:
+            print(notice, flush=True)
 
     def _on_stop(self, signum, frame):
         self.stopped_by = signal.Signals(signum).name
@@ -493,6 +503,24 @@ def _f(value, digits):
         return f'{float(value):.{digits}f}'
     except (TypeError, ValueError):
         return '?'
+
+
+def phase_notice(before, lifecycle, fault=''):
+    """What to print when the (first) arm's phase changes, or None: a held arm stops
+    learning until an operator acts, and a run that stalls silently looks hung."""
+    phase = lifecycle.get('phase', before)
+    if phase == before:
+        return None
+    if phase in HELD:
+        why = f' after a fault: {fault}' if fault else ''
+        return (f'ARM HELD ({phase}){why}. Learning waits for the operator: '
+                f'{lifecycle.get("instructions", "")}').rstrip(': ')
+    if before in HELD:
+        return f'arm no longer held: {phase}'
+    return None
+
+
+HELD = ('hold', 'estop')
 
 
 def _fmt(seconds):
