@@ -51,16 +51,17 @@ SenseAct's ~50k for DXL-Reacher. A run that is not competent by then reports Non
 ROBOT = {'ur5_reacher_2d': 'ur5', 'ur5_reacher_6d': 'ur5', 'dxl_reacher': 'dxl'}
 
 
-def competence(episodes, agent_dt=AGENT_DT):
+def competence(episodes, agent_dt=AGENT_DT, bar=COMPETENT_DISTANCE):
     """(robot seconds, episodes) up to the episode that completes the competence window,
     or None. episodes: (steps, final distance, full) in the order the arm acted them;
-    partial (cut or aborted) episodes cost robot time but do not enter the window."""
+    partial (cut or aborted) episodes cost robot time but do not enter the window. bar:
+    the distance an episode must end within (the task's own, for its success criterion)."""
     window, acted = [], 0
     for n, (steps, distance, full) in enumerate(episodes, 1):
         acted += steps
         if not full:
             continue
-        window = (window + [0.0 <= distance < COMPETENT_DISTANCE])[-WINDOW:]
+        window = (window + [0.0 <= distance < bar])[-WINDOW:]
         if len(window) == WINDOW and np.mean(window) >= RATE:
             return acted * agent_dt, n
     return None
@@ -78,31 +79,33 @@ def curve(episodes, agent_dt=AGENT_DT):
 
 # ------------------------------------------------------------------ the graph (ours, senseact)
 
-def learner_config(learner, out):
+def learner_config(learner, out, variant):
     """config/learner.yaml with the competence bar; senseact swaps the preset and drops
-    our overrides of it."""
+    our overrides of it, and ours takes --preset/--overrides when given."""
     import yaml
     config = yaml.safe_load((ROOT / 'config' / 'learner.yaml').read_text())
     params = config['/**']['ros__parameters']
     params['success_distance'] = COMPETENT_DISTANCE
     if learner == 'senseact':
         params['preset'], params['trpo'] = 'senseact', {}
+    elif variant.preset:
+        params['preset'], params['trpo'] = variant.preset, json.loads(variant.overrides)
     path = out.parent / f'{out.name}_learner.yaml'
     path.write_text(yaml.safe_dump(config))
     return path
 
 
-def run_graph(learner, task, seed, steps, rtf, out):
+def run_graph(learner, task, seed, steps, out, args):
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     cmd = [sys.executable, '-m', 'trpo_robot.cli', 'learn', '--robot', ROBOT[task],
-           '--task', task, '--steps', str(steps), '--rtf', str(rtf), '--seed', str(seed),
-           '--out', str(out), '--learner-config', str(learner_config(learner, out))]
+           '--task', task, '--steps', str(steps), '--rtf', str(args.rtf), '--seed', str(seed),
+           '--out', str(out), '--learner-config', str(learner_config(learner, out, args))]
     log_path = out.parent / f'{out.name}.log'
     t0 = time.monotonic()
     with open(log_path, 'w') as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        held = _wait_unless_held(proc, log_path, _wall_limit(steps, rtf))
+        held = _wait_unless_held(proc, log_path, _wall_limit(steps, args.rtf))
     if proc.returncode and not held:
         raise RuntimeError(f'trpo-robot learn failed ({proc.returncode}): {log_path}')
     return time.monotonic() - t0, held
@@ -155,7 +158,7 @@ def update_seconds(out):
 
 def graph_result(learner, task, seed, args):
     out = args.runs / f'robot_time_{task}_{learner}_seed{seed}'
-    wall, held = run_graph(learner, task, seed, args.steps or BUDGET[task], args.rtf, out)
+    wall, held = run_graph(learner, task, seed, args.steps or BUDGET[task], out, args)
     rows = stored_episodes(out, task)
     episodes = [r[:3] for r in rows]
     reached = competence(episodes)
@@ -164,13 +167,16 @@ def graph_result(learner, task, seed, args):
         resets = resets[:reached[1] - 1]
     return {'wall_s': wall, 'acted_steps': sum(r[0] for r in rows),
             'reset_robot_s': float(sum(resets)), 'update_s_median': update_seconds(out),
-            'in_process': False, 'held': held, **summary(reached, episodes)}
+            'in_process': False, 'held': held, **summary(reached, episodes, task)}
 
 
-def summary(reached, episodes):
+def summary(reached, episodes, task):
+    """The competence figures, and when the task's own success criterion first held."""
+    from trpo_robot.robot.tasks import get_task
+    own = competence(episodes, bar=get_task(task).success_distance)
     return {'robot_s': reached[0] if reached else None,
             'episodes': reached[1] if reached else None,
-            'curve': curve(episodes)}
+            'task_criterion_robot_s': own[0] if own else None, 'curve': curve(episodes)}
 
 
 # ------------------------------------------------------------------ in process
@@ -199,19 +205,22 @@ def recording(env, episodes):
     return Record(env)
 
 
-def ours_config(learner):
+def ours_config(learner, variant):
     """The TRPOConfig the graph's learner would run: config/learner.yaml's preset and
-    overrides for ours, the senseact preset for SenseAct's configuration."""
+    overrides for ours (or --preset and --overrides), the senseact preset for SenseAct's
+    configuration."""
     import yaml
     from trpo_robot.trpo.config import preset
     if learner == 'senseact':
         return preset('senseact')
+    if variant.preset:
+        return preset(variant.preset).with_overrides(**json.loads(variant.overrides))
     params = yaml.safe_load((ROOT / 'config' / 'learner.yaml').read_text())['/**'][
         'ros__parameters']
     return preset(params['preset']).with_overrides(**params.get('trpo', {}))
 
 
-def train_in_process(learner, env, seed, steps):
+def train_in_process(learner, env, seed, steps, variant):
     import torch
     torch.set_num_threads(1)
     if learner == 'sb3':
@@ -221,11 +230,11 @@ def train_in_process(learner, env, seed, steps):
     from trpo_robot.trpo.agent import Agent
     from trpo_robot.trpo.trainer import train
     agent = Agent(env.observation_space.shape[0], env.action_space.shape[0],
-                  ours_config(learner), seed)
+                  ours_config(learner, variant), seed)
     train(env, agent, steps, seed, printer=lambda line: None)
 
 
-def worker(learner, task, seed, steps):
+def worker(learner, task, seed, steps, variant):
     """One learner on the in-process twin (fast mode, teleported resets) until competence
     or the budget; prints its episodes as one JSON line."""
     from trpo_robot.twin.envs import make_twin_env
@@ -233,7 +242,7 @@ def worker(learner, task, seed, steps):
     t0 = time.monotonic()
     try:
         train_in_process(learner, recording(make_twin_env(task, seed=seed), episodes), seed,
-                         steps)
+                         steps, variant)
     except Competent:
         pass
     print(json.dumps({'wall_s': time.monotonic() - t0, 'episodes_list': episodes}))
@@ -241,28 +250,32 @@ def worker(learner, task, seed, steps):
 
 def in_process_result(learner, task, seed, args):
     cmd = [sys.executable, __file__, '--worker', learner, '--tasks', task, '--seeds',
-           str(seed), '--steps', str(args.steps or BUDGET[task])]
+           str(seed), '--steps', str(args.steps or BUDGET[task]), '--overrides', args.overrides]
+    cmd += ['--preset', args.preset] if args.preset else []
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     worker = json.loads(out.strip().splitlines()[-1])
     episodes = [tuple(e) for e in worker['episodes_list']]
     reached = competence(episodes)
     return {'wall_s': worker['wall_s'], 'acted_steps': sum(e[0] for e in episodes),
             'reset_robot_s': None, 'update_s_median': None, 'in_process': True, 'held': '',
-            **summary(reached, episodes)}
+            **summary(reached, episodes, task)}
 
 
 # ------------------------------------------------------------------ report
 
 def report(results, tasks, learners):
-    print('\n| task | learner | robot minutes to competence, per seed | median | resets, '
-          'robot s (median) | acted steps (median) |')
-    print('|---|---|---|---|---|---|')
+    print('\n| task | learner | robot minutes to competence, per seed | median | the task\'s '
+          'own criterion, robot min (median) | resets, robot s (median) | acted steps '
+          '(median) |')
+    print('|---|---|---|---|---|---|---|')
     for task in tasks:
         for learner in learners:
             rs = [r for r in results if r['task'] == task and r['learner'] == learner]
             if rs:
+                own = [dict(r, robot_s=r.get('task_criterion_robot_s')) for r in rs]
                 print(f'| {task} | {learner} | {_per_seed(rs)} | {_median_minutes(rs)} | '
-                      f'{_median(rs, "reset_robot_s")} | {_median(rs, "acted_steps")} |')
+                      f'{_median_minutes(own)} | {_median(rs, "reset_robot_s")} | '
+                      f'{_median(rs, "acted_steps")} |')
 
 
 def _minutes(r):
@@ -285,7 +298,7 @@ def _median(rs, key):
     return f'{statistics.median(values):.1f}' if values else '-'
 
 
-def plot(results, task, path):
+def plot(results, task, path, where='the graph'):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -304,7 +317,7 @@ def plot(results, task, path):
     ax.axhline(100 * COMPETENT_DISTANCE, color='gray', ls='--', lw=1, label='2 cm')
     ax.set(yscale='log', xlabel='robot minutes (agent steps x 40 ms, resets apart)',
            ylabel='final distance, cm (10 episodes)',
-           title=f'{task}: robot time to competence (dotted: competent)')
+           title=f'{task}, {where}: robot time to competence (dotted: competent)')
     ax.legend()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -330,6 +343,11 @@ def build_parser():
     ap.add_argument('--in-process', action='store_true',
                     help='ours and senseact too in one process on the twin env, as sb3 '
                          '(no graph: minutes, not hours; no policy lag, no reset cost)')
+    ap.add_argument('--preset', default='',
+                    help="ours: this TRPO preset instead of config/learner.yaml's")
+    ap.add_argument('--overrides', default='{}',
+                    help='ours, with --preset: TRPOConfig fields as JSON, e.g. '
+                         '\'{"max_kl": 0.05}\'')
     ap.add_argument('--worker', choices=LEARNERS, help=argparse.SUPPRESS)
     return record.add_quick(ap)
 
@@ -337,13 +355,14 @@ def build_parser():
 def main(argv=None):
     args = record.parse(build_parser(), QUICK, argv)
     if args.worker:
-        return worker(args.worker, args.tasks[0], args.seeds[0], args.steps)
+        return worker(args.worker, args.tasks[0], args.seeds[0], args.steps, args)
     run = record.Run('robot_time', args.quick, argv)
     results = []
     for task in args.tasks:
         for seed in args.seeds:
             for learner in args.learners:
                 result = {'task': task, 'learner': learner, 'seed': seed, 'rtf': args.rtf,
+                          'preset': args.preset, 'overrides': json.loads(args.overrides),
                           **(in_process_result(learner, task, seed, args)
                              if learner == 'sb3' or args.in_process
                              else graph_result(learner, task, seed, args))}
@@ -351,9 +370,10 @@ def main(argv=None):
                 results.append(result)
                 print(f'{task} {learner} seed {seed}: robot s {result["robot_s"]}, '
                       f'wall {result["wall_s"]:.0f} s', flush=True)
-        if not args.quick:
+        if not (args.quick or args.preset):  # the pictures show the shipped learners
             suffix = '_in_process' if args.in_process else ''
-            plot(results, task, ROOT / 'docs' / 'img' / f'robot_time_{task}{suffix}.png')
+            plot(results, task, ROOT / 'docs' / 'img' / f'robot_time_{task}{suffix}.png',
+                 'in process' if args.in_process else f'the graph at {args.rtf:g}x')
     report(results, args.tasks, args.learners)
 
 
