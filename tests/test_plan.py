@@ -112,9 +112,20 @@ def _value(msg):
         else value
 
 
-def _result(future, what):
-    G.wait_for(future.done, 30, 0.05, what)
-    return future.result()
+def _ask(send, what, attempts=6, patience=5.0):
+    """The reply to a read-only service request, sent again while none comes. A reply can
+    be lost for good: a server whose response writer has not yet discovered the client's
+    response reader waits 100 ms and drops it (Fast DDS; ros2/ros2#1253, rclpy#1181), and
+    a loaded start-up of 14 processes makes that discovery slow. Seen: a list_parameters
+    of /learner_node unanswered for 30 s on a fresh-clone `make test`."""
+    for _ in range(attempts):
+        future = send()
+        try:
+            G.wait_for(future.done, patience, 0.05, what)
+            return future.result()
+        except TimeoutError:
+            future.cancel()
+    raise TimeoutError(f'no reply to {what} in {attempts} requests of {patience:g} s each')
 
 
 class GraphView:
@@ -136,8 +147,8 @@ class GraphView:
             client = AsyncParameterClient(self.probe.node, fqn)
             if not client.wait_for_services(timeout_sec=0.1):
                 return None
-            names = _result(client.list_parameters(), f'{fqn} list').result.names
-            values = _result(client.get_parameters(names), f'{fqn} get').values
+            names = _ask(client.list_parameters, f'{fqn} list').result.names
+            values = _ask(lambda: client.get_parameters(names), f'{fqn} get').values
             got = dict(zip(names, map(_value, values)))
             for key in PATH_PARAMS:
                 if isinstance(got.get(key), str) and got[key].startswith(str(self.out)):

@@ -34,7 +34,7 @@ from trpo_robot.robot.spec import RobotSpec
 from trpo_robot.robot.teleop import joy_mapping
 from trpo_robot.ros import node_utils as U
 from trpo_robot.ros.acting import Actor, PolicyInbox
-from trpo_robot.ros.backend import guard_slack, RosBackend, SimRosBackend
+from trpo_robot.ros.backend import GUARD_SLACK, guard_slack, RosBackend, SimRosBackend
 from trpo_robot.ros.params import ParamError, RobotParams, task_dims
 from trpo_robot.store import EpisodeStore
 from trpo_robot.validation.gate import starting_policy
@@ -63,10 +63,14 @@ class ActorNode(U.WorkerNode, Node):
         _check_freedrive(p)
         self._keep_driver_time()
         # On a twin the tolerances are the host's, in wall time: at 8x a 25 ms hiccup of
-        # this process is 0.2 s of sim time in which the arm seems not to follow.
+        # this process is 0.2 s of sim time in which the arm seems not to follow. Without
+        # SCHED_FIFO the host holds this process, the guard or the twin for hundreds of ms
+        # (GUARD_SLACK_NORMAL), and the window allows that as the guard watch does: seen,
+        # a fleet test's guard held 0.35 s at start-up, an arm 'not following' and held.
         host = p.real_time_factor if p.sim_clock else 1.0
+        held_host = guard_slack(p.realtime) - GUARD_SLACK
         follow = (FollowWatchdog(p.driver_period, lag=p.follow_lag * host,
-                                 window=p.follow_window * host)
+                                 window=(p.follow_window + held_host) * host)
                   if p.follow_check else None)
         common = dict(state_topic=p.joint_states_topic,
                       command_topic=p.guard_topic if p.require_guard else p.command_topic,

@@ -70,7 +70,8 @@ class RobotParams:
     follow_window: float = 0.2
     """Actor: s the arm may lag the command before the episode is aborted. On a twin,
     follow_lag and follow_window are multiplied by the real-time factor: they allow for
-    the host's delays, which are wall time."""
+    the host's delays, which are wall time. Without SCHED_FIFO (realtime false, or not
+    permitted) the window grows by the guard watch's extra slack for that case, 1.45 s."""
     program_running_topic: str = 'io_and_status_controller/robot_program_running'
     """UR driver (std_msgs/Bool, latched): False aborts the episode at once."""
     speed_scaling_topic: str = 'speed_scaling_state_broadcaster/speed_scaling'
