@@ -157,17 +157,24 @@ def test_synchronous_runs_act_one_batch_per_version_and_wait_for_each_update(
     assert all(r['stale'] == 0 for r in read_progress(out / 'progress.csv'))
 
 
-@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
-def test_ctrl_c_or_sigterm_stops_the_arm_writes_a_checkpoint_and_exits_0(
-        sig, tmp_path, trpo_robot_cmd, cli_env):
+def _start_learn(tmp_path, trpo_robot_cmd, cli_env, rtf):
+    """`trpo-robot learn` on the dxl twin with a budget no test reaches; its output lines
+    are gathered by a reader thread as they come."""
     out = tmp_path / 'run'
-    cmd = trpo_robot_cmd + ['learn', '--robot', 'dxl', '--steps', '100000', '--rtf', '4',
+    cmd = trpo_robot_cmd + ['learn', '--robot', 'dxl', '--steps', '100000', '--rtf', str(rtf),
                             '--out', str(out), '--config', str(_robot_yaml(tmp_path))]
     proc = subprocess.Popen(cmd, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     lines = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
     reader.start()
+    return out, proc, lines, reader
+
+
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_ctrl_c_or_sigterm_stops_the_arm_writes_a_checkpoint_and_exits_0(
+        sig, tmp_path, trpo_robot_cmd, cli_env):
+    out, proc, lines, reader = _start_learn(tmp_path, trpo_robot_cmd, cli_env, rtf=4)
     try:
         # Into the first episodes: one is on disk (written before it is sent).
         G.wait_for(lambda: proc.poll() is not None or _any_episode(out), 600, 0.2,
@@ -192,14 +199,7 @@ def test_a_hung_guard_holds_the_arm_and_the_run_says_so_until_it_is_stopped(
     """A guard that stops relaying (SIGSTOP: alive, silent) leaves the arm unfollowing and
     unrelayed; the actor stops it and holds it for an operator. Learning then stops, so
     `trpo-robot learn` must say why at once, rather than go quiet as if it were hung."""
-    out = tmp_path / 'run'
-    cmd = trpo_robot_cmd + ['learn', '--robot', 'dxl', '--steps', '100000', '--rtf', '2',
-                            '--out', str(out), '--config', str(_robot_yaml(tmp_path))]
-    proc = subprocess.Popen(cmd, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    lines = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-    reader.start()
+    out, proc, lines, reader = _start_learn(tmp_path, trpo_robot_cmd, cli_env, rtf=2)
     guard = None
     try:
         G.wait_for(lambda: proc.poll() is not None or _any_episode(out), 600, 0.2,
