@@ -134,11 +134,11 @@ def _wall_limit(steps, rtf):
 def stored_episodes(out, task):
     """(steps, final distance, full, reset robot s) of every recorded episode, in the
     order the actor acted them (one actor: its sequence order)."""
+    from trpo_robot.robot.tasks import get_task
+    from trpo_robot.ros.params import task_dims
     from trpo_robot.store import EpisodeStore
     from trpo_robot.trpo import wire
-    from trpo_robot.twin.envs import make_twin_env
-    env = make_twin_env(task)
-    dims = env.observation_space.shape[0], env.action_space.shape[0]
+    dims = task_dims(get_task(task))
     rows = []
     store = EpisodeStore(Path(out) / 'episodes')
     for _, _, path in store.episodes():

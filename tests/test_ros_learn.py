@@ -240,3 +240,50 @@ def _node_pid(node, out):
         if f'trpo_robot.ros.{node}' in text and str(out) in text:
             return int(proc.name)
     raise AssertionError(f'no {node} process of {out}')
+
+
+# ---------------------------------------------------------------- the real-time factor
+
+@pytest.mark.parametrize('period, arms, cores, rtf', [
+    (0.008, 1, 2, 4.0),    # the UR5 twin on this machine: 500 ticks/s, the graph took 103%
+    (0.01, 1, 2, 5.0),     # the Dynamixel chain's 10 ms bus cycle
+    (0.002, 1, 2, 1.0),    # the UR5e's 500 Hz: 4x would be 2,000 ticks/s
+    (0.008, 2, 2, 2.0),    # a fleet shares the host
+    (0.008, 4, 2, 1.0),
+    (0.008, 1, 16, 8.0),   # never past the factor at which commands still land in time
+    (0.002, 1, 1, 1.0),    # never slower than real time
+])
+def test_the_default_rate_is_what_the_host_carries(period, arms, cores, rtf):
+    from trpo_robot.ros.learn import default_rtf, overload_warning
+    assert default_rtf(period, arms, cores) == rtf
+    assert overload_warning(rtf, period, arms, cores) == ''
+
+
+def test_learn_picks_the_hosts_rate_and_warns_when_asked_for_more(monkeypatch, tmp_path,
+                                                                  capsys):
+    from trpo_robot.cli import build_parser
+    from trpo_robot.ros import learn
+    monkeypatch.setattr(learn.os, 'sched_getaffinity', lambda pid: {0, 1})
+
+    def prepared(*extra):
+        args = build_parser().parse_args(['learn', *extra, '--out', str(tmp_path / 'run')])
+        return learn.prepare(args)[0].real_time_factor, capsys.readouterr().err
+
+    assert prepared() == (4.0, '')
+    assert prepared('--robot', 'dxl') == (5.0, '')
+    rtf, said = prepared('--rtf', '8')
+    assert rtf == 8.0
+    assert '--rtf 8 asks for 1,000 driver ticks a second' in said
+    assert 'sustains --rtf 4' in said and 'held' in said
+
+
+def test_a_twin_that_cannot_keep_its_rate_is_reported_once():
+    from trpo_robot.ros.learn import RateWatch
+    watch = RateWatch(8.0)
+    # one slow line (start-up, a checkpoint) is not an overloaded host
+    assert [watch.see(k) for k in (None, 7.9, 5.0, 7.5, 6.0)] == ['', '', '', '', '']
+    notice = watch.see(5.4)
+    assert notice.startswith('warning: the twin keeps 5.4x of the 8x asked'), notice
+    assert watch.see(5.0) == ''  # said once
+    carried = RateWatch(4.0)
+    assert not any(carried.see(k) for k in (3.6, 3.7, 3.6, 4.0, 3.5))

@@ -33,12 +33,46 @@ from trpo_robot.ros import params as P
 from trpo_robot.ros import plan
 from trpo_robot.twin import conditions as twin_conditions
 
-DEFAULT_RTF = 8.0
-"""Sim seconds per wall second for `trpo-robot learn`. The UR5's 8 ms driver period is then
-1 ms of wall time, which the actor answers in ~0.8 ms round trip (p50, SCHED_FIFO) on a
-busy 2-core machine: nearly every command still lands in its own driver period, so the
-twin behaves as the arm would, and 100k steps of 40 ms take ~8.5 minutes. Faster would
-push commands into the following period, i.e. add latency the real arm does not have."""
+MAX_RTF = 8.0
+"""The fastest twin `trpo-robot learn` picks by itself. The UR5's 8 ms driver period is
+then 1 ms of wall time, which the actor answers in ~0.8 ms round trip (p50, SCHED_FIFO):
+nearly every command still lands in its own driver period, so the twin behaves as the arm
+would. Faster would push commands into the following period, i.e. add latency the real arm
+does not have."""
+TICKS_PER_CORE = 250.0
+"""Driver ticks per wall second, per core of the host, that the default real-time factor
+lets a twin graph ask for: twin, guard and actor each handle every tick at SCHED_FIFO, and
+the learner (normal priority) gets what they leave. Measured on a 2-core host, UR5 twin
+(8 ms), reacher_2d: at 4x (500 ticks/s) the three took 103% of the 200% (twin 39, guard 35,
+actor 30), the graph kept 4.0x and the learner's update took 0.28 s (0.1-0.2 s alone,
+bench/update_speed.py); at 8x (1,000 ticks/s) they took 182%, kept 7.3-7.6x with 1,792
+overruns in 50 s, the update took 3-4 s, and in two longer runs the guard, starved past its
+watch, left the actor to hold the arm for an operator a twin run does not have."""
+
+
+def default_rtf(driver_period: float, arms: int = 1, cores: int | None = None) -> float:
+    """The real-time factor this host carries with its learner unstarved: a whole number
+    from 1 (real time) to MAX_RTF, shared by a fleet's arms. A 2-core host runs the UR5
+    twin at 4x, the Dynamixel twin (10 ms) at 5x, the UR5e (2 ms) and a 4-arm UR5 fleet in
+    real time."""
+    cores = cores or len(os.sched_getaffinity(0))
+    fastest = math.floor(cores * TICKS_PER_CORE * driver_period / max(arms, 1) + 1e-9)
+    return float(min(MAX_RTF, max(1, fastest)))
+
+
+def overload_warning(rtf: float, driver_period: float, arms: int = 1,
+                     cores: int | None = None) -> str:
+    """'' when the host carries ``rtf``, else what asking for it costs."""
+    carried = default_rtf(driver_period, arms, cores)
+    if rtf <= carried:
+        return ''
+    cores = cores or len(os.sched_getaffinity(0))
+    ticks = rtf * arms / driver_period
+    return (f'warning: --rtf {rtf:g} asks for {ticks:,.0f} driver ticks a second; '
+            f'{cores} cores carry {cores * TICKS_PER_CORE:,.0f} with the learner unstarved. '
+            'Expect overruns, slow updates, and the arm held when the command guard is '
+            f'starved past its watch (learning then waits for an operator). This host '
+            f'sustains --rtf {carried:g}.')
 
 
 def add_parser(sub):
@@ -52,8 +86,9 @@ def add_parser(sub):
                    help='step budget (default: budget_steps of the YAML)')
     p.add_argument('--out', default=None, help='results folder (default runs/learn_<task>)')
     p.add_argument('--rtf', type=_positive_float, default=None,
-                   help=f'twin real-time factor (default {DEFAULT_RTF:g}; 1 = real time; '
-                   'a real arm runs at 1)')
+                   help='twin real-time factor (default: the fastest this host carries '
+                   f'with the learner unstarved, at most {MAX_RTF:g}: 4 for the UR5 twin on '
+                   '2 cores; 1 = real time; a real arm runs at 1)')
     p.add_argument('--port', default=None, metavar='PATH',
                    help='dxl: learn on the real arm on this serial device (or an emulator '
                    'pty): starts dxl_driver_node instead of the twin, on the system clock')
@@ -174,7 +209,12 @@ def _real_arm(args, values):
     if getattr(args, 'dxl_config', None) and not port:
         raise P.ParamError('--dxl-config goes with --port')
     if not (port or no_sim):
-        values['real_time_factor'] = args.rtf or DEFAULT_RTF
+        period = values.get('driver_period', P.RobotParams.driver_period)
+        arms = getattr(args, 'arms', 1) or 1
+        values['real_time_factor'] = args.rtf or default_rtf(period, arms)
+        warning = overload_warning(values['real_time_factor'], period, arms)
+        if warning:
+            print(warning, file=sys.stderr)
         return
     if args.rtf not in (None, 1.0):
         raise P.ParamError(f'--rtf {args.rtf:g}: a real arm runs in real time')
@@ -327,6 +367,7 @@ class Run:
         self.last_version = -1
         self.last_phase = ''
         self.failure = ''
+        self.rate_watch = RateWatch(rp.real_time_factor)
 
     def follow(self, procs) -> int:
         # SIGTERM (a supervisor, `kill`, systemd) stops the run as Ctrl-C does: actor first.
@@ -358,6 +399,7 @@ class Run:
                 if progress and int(progress.get('version', -1)) != self.last_version:
                     self.last_version = int(progress['version'])
                     print(self.line(progress), flush=True)
+                    self._report_rate()
                     if time.monotonic() - last_plot > 30:
                         plot_curve(self.out, self.title())
                         last_plot = time.monotonic()
@@ -378,6 +420,13 @@ class Run:
         self.last_phase = lifecycle.get('phase', self.last_phase)
         if notice:
             print(notice, flush=True)
+
+    def _report_rate(self):
+        if self.driver == 'twin_node':
+            kept = (self.monitor.diag('twin', 'driver') or {}).get('measured_rtf')
+            notice = self.rate_watch.see(kept)
+            if notice:
+                print(notice, flush=True)
 
     def _on_stop(self, signum, frame):
         self.stopped_by = signal.Signals(signum).name
@@ -521,6 +570,30 @@ def phase_notice(before, lifecycle, fault=''):
 
 
 HELD = ('hold', 'estop')
+
+
+class RateWatch:
+    """Says once that the twin keeps less than ``kept_share`` of the real-time factor asked,
+    on two progress lines running (one can catch a start-up or a checkpoint): its timing
+    figures then describe an overloaded host, not the arm. A carried 4x measures 3.6-4.0 on
+    the twin's diagnostics; an overloaded 8x, 4.9-7.6."""
+
+    def __init__(self, asked: float, kept_share: float = 0.85):
+        self.asked, self.kept_share = float(asked), kept_share
+        self.slow_lines = 0
+        self.said = False
+
+    def see(self, kept) -> str:
+        if self.said or kept is None:
+            return ''
+        slow = float(kept) < self.kept_share * self.asked
+        self.slow_lines = self.slow_lines + 1 if slow else 0
+        if self.slow_lines < 2:
+            return ''
+        self.said = True
+        return (f'warning: the twin keeps {float(kept):.1f}x of the {self.asked:g}x asked: '
+                'this host cannot carry that rate, so the learner is starved and the timing '
+                "is not the arm's; a lower --rtf learns in the same robot time")
 
 
 def _fmt(seconds):
