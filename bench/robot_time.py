@@ -220,7 +220,7 @@ def ours_config(learner, variant):
     return preset(params['preset']).with_overrides(**params.get('trpo', {}))
 
 
-def train_in_process(learner, env, seed, steps, variant):
+def train_in_process(learner, env, seed, steps, variant, update_times=None):
     import torch
     torch.set_num_threads(1)
     if learner == 'sb3':
@@ -231,21 +231,24 @@ def train_in_process(learner, env, seed, steps, variant):
     from trpo_robot.trpo.trainer import train
     agent = Agent(env.observation_space.shape[0], env.action_space.shape[0],
                   ours_config(learner, variant), seed)
-    train(env, agent, steps, seed, printer=lambda line: None)
+    on_update = (lambda stats, returns: update_times.append(stats.update_time)) \
+        if update_times is not None else None
+    train(env, agent, steps, seed, printer=lambda line: None, on_update=on_update)
 
 
 def worker(learner, task, seed, steps, variant):
     """One learner on the in-process twin (fast mode, teleported resets) until competence
     or the budget; prints its episodes as one JSON line."""
     from trpo_robot.twin.envs import make_twin_env
-    episodes = []
+    episodes, update_times = [], []
     t0 = time.monotonic()
     try:
         train_in_process(learner, recording(make_twin_env(task, seed=seed), episodes), seed,
-                         steps, variant)
+                         steps, variant, update_times)
     except Competent:
         pass
-    print(json.dumps({'wall_s': time.monotonic() - t0, 'episodes_list': episodes}))
+    print(json.dumps({'wall_s': time.monotonic() - t0, 'episodes_list': episodes,
+                      'update_times': update_times}))
 
 
 def in_process_result(learner, task, seed, args):
@@ -257,7 +260,9 @@ def in_process_result(learner, task, seed, args):
     episodes = [tuple(e) for e in worker['episodes_list']]
     reached = competence(episodes)
     return {'wall_s': worker['wall_s'], 'acted_steps': sum(e[0] for e in episodes),
-            'reset_robot_s': None, 'update_s_median': None, 'in_process': True, 'held': '',
+            'reset_robot_s': None, 'in_process': True, 'held': '',
+            'update_s_median': (statistics.median(worker['update_times'])
+                                if worker['update_times'] else None),
             **summary(reached, episodes, task)}
 
 
@@ -266,8 +271,8 @@ def in_process_result(learner, task, seed, args):
 def report(results, tasks, learners):
     print('\n| task | learner | robot minutes to competence, per seed | median | the task\'s '
           'own criterion, robot min (median) | resets, robot s (median) | acted steps '
-          '(median) |')
-    print('|---|---|---|---|---|---|---|')
+          '(median) | update s (median) |')
+    print('|---|---|---|---|---|---|---|---|')
     for task in tasks:
         for learner in learners:
             rs = [r for r in results if r['task'] == task and r['learner'] == learner]
@@ -275,7 +280,7 @@ def report(results, tasks, learners):
                 own = [dict(r, robot_s=r.get('task_criterion_robot_s')) for r in rs]
                 print(f'| {task} | {learner} | {_per_seed(rs)} | {_median_minutes(rs)} | '
                       f'{_median_minutes(own)} | {_median(rs, "reset_robot_s")} | '
-                      f'{_median(rs, "acted_steps")} |')
+                      f'{_median(rs, "acted_steps")} | {_median(rs, "update_s_median", 2)} |')
 
 
 def _minutes(r):
@@ -293,9 +298,9 @@ def _median_minutes(rs):
     return 'not reached' if m == float('inf') else f'**{m:.1f}**'
 
 
-def _median(rs, key):
-    values = [r[key] for r in rs if r[key] is not None]
-    return f'{statistics.median(values):.1f}' if values else '-'
+def _median(rs, key, digits=1):
+    values = [r[key] for r in rs if r.get(key) is not None]
+    return f'{statistics.median(values):.{digits}f}' if values else '-'
 
 
 def plot(results, task, path, where='the graph'):
@@ -336,8 +341,9 @@ def build_parser():
     ap.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     ap.add_argument('--steps', type=int, default=None,
                     help='step budget of every run (default: per task, BUDGET)')
-    ap.add_argument('--rtf', type=float, default=8.0,
-                    help="the twin's real-time factor for the graph's runs (default 8)")
+    ap.add_argument('--rtf', type=float, default=None,
+                    help="the twin's real-time factor for the graph's runs (default: "
+                         "trpo-robot learn's for this host and robot)")
     ap.add_argument('--runs', type=Path, default=ROOT / 'runs',
                     help='folder of the graph runs (default runs/)')
     ap.add_argument('--in-process', action='store_true',
@@ -352,13 +358,23 @@ def build_parser():
     return record.add_quick(ap)
 
 
+def host_rtf(task):
+    """The rate `trpo-robot learn` picks on this host for the task's robot."""
+    from trpo_robot.ros import params as P
+    from trpo_robot.ros.learn import default_rtf
+    values = P.node_parameters([ROOT / 'config' / f'{ROBOT[task]}.yaml'], 'twin_node')
+    return default_rtf(values.get('driver_period', P.RobotParams.driver_period))
+
+
 def main(argv=None):
     args = record.parse(build_parser(), QUICK, argv)
     if args.worker:
         return worker(args.worker, args.tasks[0], args.seeds[0], args.steps, args)
     run = record.Run('robot_time', args.quick, argv)
     results = []
+    every_task = args
     for task in args.tasks:
+        args = argparse.Namespace(**{**vars(every_task), 'rtf': every_task.rtf or host_rtf(task)})
         for seed in args.seeds:
             for learner in args.learners:
                 result = {'task': task, 'learner': learner, 'seed': seed, 'rtf': args.rtf,

@@ -194,21 +194,43 @@ def test_ctrl_c_or_sigterm_stops_the_arm_writes_a_checkpoint_and_exits_0(
     assert 'learner stopped at version' in (out / 'logs' / 'learner_node.log').read_text()
 
 
-def test_a_hung_guard_holds_the_arm_and_the_run_says_so_until_it_is_stopped(
+def test_learn_resets_a_held_twin_and_goes_on_then_holds_it_for_the_operator(
         tmp_path, trpo_robot_cmd, cli_env):
     """A guard that stops relaying (SIGSTOP: alive, silent) leaves the arm unfollowing and
-    unrelayed; the actor stops it and holds it for an operator. Learning then stops, so
-    `trpo-robot learn` must say why at once, rather than go quiet as if it were hung."""
+    unrelayed; the actor stops it and holds it for an operator. On a twin `trpo-robot
+    learn` is that operator: it says so, resets the arm and learning goes on, up to three
+    times a run. A fourth hold waits for a person, and the run says so at once rather than
+    go quiet as if it were hung."""
     out, proc, lines, reader = _start_learn(tmp_path, trpo_robot_cmd, cli_env, rtf=2)
     guard = None
+
+    def said(words):
+        return [line for line in lines if words in line]
+
+    def wait_said(words, n, what):
+        try:
+            G.wait_for(lambda: proc.poll() is not None or len(said(words)) >= n, 180, 0.2,
+                       what)
+        except TimeoutError as e:
+            raise AssertionError(f'{e}:\n{"".join(lines)}') from None
+        assert proc.poll() is None, ''.join(lines)
+
     try:
         G.wait_for(lambda: proc.poll() is not None or _any_episode(out), 600, 0.2,
                    'a first episode')
         assert proc.poll() is None, ''.join(lines)
         guard = _node_pid('guard_node', out)
-        os.kill(guard, signal.SIGSTOP)
-        G.wait_for(lambda: any('ARM HELD' in line for line in lines), 120, 0.2,
-                   'the run to say that the arm is held')
+        os.kill(guard, signal.SIGSTOP)  # a hiccup: held once, then the guard is back
+        wait_said('learn resets it', 1, 'the run to reset the held arm')
+        os.kill(guard, signal.SIGCONT)
+        wait_said('arm no longer held', 1, 'the arm to leave HOLD')
+        recorded = len(EpisodeStore(out / 'episodes').episodes())
+        G.wait_for(lambda: proc.poll() is not None or
+                   len(EpisodeStore(out / 'episodes').episodes()) > recorded + 1, 300, 0.2,
+                   'episodes after the reset')
+        assert not said('Learning waits'), ''.join(lines)
+        os.kill(guard, signal.SIGSTOP)  # hung for good: two more resets, then a person
+        wait_said('Learning waits', 1, 'the run to wait for the operator')
         os.kill(guard, signal.SIGCONT)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(300) == 0, ''.join(lines)
@@ -220,12 +242,16 @@ def test_a_hung_guard_holds_the_arm_and_the_run_says_so_until_it_is_stopped(
             proc.kill()
             proc.wait()
     reader.join(5)
-    held = next(line for line in lines if 'ARM HELD' in line)
+    released = said('learn resets it')
+    assert [line.split('(')[-1] for line in released] == [
+        f'{k} of 3 a run; then it waits for the operator).\n' for k in (1, 2, 3)], released
+    held = said('Learning waits')[-1]
     # Without SCHED_FIFO the follow window and the guard watch both allow about 1.5 s of
     # wall time, so either may fire first: either fault holds the arm, and the line says
     # which.
     assert held.startswith('ARM HELD (hold) after a fault: ') and 'reset_done' in held, held
-    assert 'did not follow' in held or 'the command guard relayed nothing' in held, held
+    assert 'did not follow' in released[0] or 'the command guard relayed nothing' in \
+        released[0], released[0]
 
 
 def _node_pid(node, out):
@@ -287,3 +313,62 @@ def test_a_twin_that_cannot_keep_its_rate_is_reported_once():
     assert watch.see(5.0) == ''  # said once
     carried = RateWatch(4.0)
     assert not any(carried.see(k) for k in (3.6, 3.7, 3.6, 4.0, 3.5))
+
+
+def test_a_new_run_sets_an_earlier_one_aside_and_a_resumed_run_continues_it(
+        tmp_path, capsys):
+    """Recorded episodes are robot time: a new run into a used --out neither overwrites
+    the earlier checkpoint nor continues its episode store; --resume keeps both."""
+    from trpo_robot.cli import build_parser
+    from trpo_robot.ros.learn import prepare
+    out = tmp_path / 'run'
+    (out / 'checkpoint').mkdir(parents=True)
+    (out / 'checkpoint' / 'meta.json').write_text('{"version": 7}')
+    (out / 'episodes' / 'actor_node').mkdir(parents=True)
+    (out / 'episodes' / 'actor_node' / '000000000.mcap').write_bytes(b'episode')
+    (out / 'progress.csv').write_text('steps\n2100\n')
+    (out / 'notes.txt').write_text('mine')
+
+    def learn(*extra):
+        prepare(build_parser().parse_args(['learn', '--robot', 'dxl', *extra]))
+        return capsys.readouterr().out
+
+    said = learn('--resume', str(out))
+    assert 'earlier' not in said and (out / 'checkpoint' / 'meta.json').is_file()
+    assert (out / 'progress.csv').read_text() == 'steps\n2100\n'  # the curve goes on
+
+    said = learn('--out', str(out))
+    (earlier,) = (out / 'earlier').iterdir()
+    assert f'moved to {earlier}' in said and f'--resume {out}' in said
+    assert (earlier / 'checkpoint' / 'meta.json').read_text() == '{"version": 7}'
+    assert (earlier / 'episodes' / 'actor_node' / '000000000.mcap').read_bytes() == b'episode'
+    assert (earlier / 'progress.csv').is_file() and not (out / 'progress.csv').exists()
+    assert not (out / 'checkpoint').exists() and not (out / 'episodes').exists()
+    assert (out / 'notes.txt').read_text() == 'mine'  # not the run's: left alone
+    assert (out / 'params' / 'robot.yaml').is_file()  # this run's
+
+    learn('--out', str(out))  # the second new run sets aside the first's parameter files
+    assert len(list((out / 'earlier').iterdir())) == 2
+
+
+def test_learn_releases_each_hold_of_a_twin_once_up_to_its_limit_then_leaves_it_held():
+    """Holds are counted, not seen: a hold that a reset ended between two polls still
+    counts, and the first hold past the limit says that learning waits for a person."""
+    from trpo_robot.ros.learn import TwinRelease
+    release = TwinRelease(limit=2)
+    hold = {'phase': 'hold', 'instructions': 'call ~/reset_done'}
+    assert release.notice({'phase': 'run', 'holds': 0}, '') is None
+    assert not release.due('run')
+    first = release.notice({**hold, 'holds': 1}, 'guard silent')
+    assert first.endswith('(1 of 2 a run; then it waits for the operator).'), first
+    assert 'after a fault: guard silent' in first
+    assert release.due('hold') and not release.due('hold')  # asked; again after RETRY
+    release.asked -= TwinRelease.RETRY
+    assert release.due('hold')  # the same hold, still on: the request may have been lost
+    assert release.notice({**hold, 'holds': 1}, 'guard silent') is None  # no new hold
+    # the next hold came and went between two polls: still the second, still released
+    assert '(2 of 2' in release.notice({'phase': 'run', 'holds': 2}, 'again')
+    past = release.notice({**hold, 'holds': 3}, 'again')
+    assert past.startswith('ARM HELD (hold) after a fault: again. Learning waits'), past
+    assert not release.due('hold')
+    assert release.notice({**hold, 'holds': 4}, 'again') is None  # said once

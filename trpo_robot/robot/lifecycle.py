@@ -200,6 +200,9 @@ class EpisodeLifecycle:
         self._check_mode(self._mode)
         self._machine = PhaseMachine(self._changed)
         self._phases = PhaseLog(self.config.history, clock())
+        self.holds = 0
+        """Times the arm was held: a watcher polling the phase can miss a hold that a
+        release ended within its period, never a count."""
         self._episodes = EpisodeLog(self.config.history)
         self._reset_clock = ResetClock(clock, wall_clock, self.config.history)
         self._reset_clock.restart('startup')
@@ -298,6 +301,7 @@ class EpisodeLifecycle:
                 'instructions': self.instructions, 'teleop': self._teleop_reason,
                 'selected_joint': self.mapper.describe_selection() if self.mapper else '',
                 'episodes': len(self._episodes.records), 'aborted': self.aborted_count,
+                'holds': self.holds,
                 'last_reset_s': last.seconds if last else float('nan'),
                 'last_reset_wall_s': last.wall_seconds if last else float('nan'),
             }
@@ -540,6 +544,7 @@ class EpisodeLifecycle:
             self._reset_clock.finish()
         elif target is Phase.HOLD:
             self._reset_clock.held()
+            self.holds += 1
         self.instructions = instructions(target, self._mode, self.paused,
                                          self.mapper.mapping if self.mapper else None)
         line = f'{target.name} ({reason}). {self.instructions}'.strip()

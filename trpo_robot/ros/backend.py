@@ -203,6 +203,11 @@ class RosBackend(Backend):
         v = np.asarray(v, dtype=float)
         if v.shape != (self._n,) or not np.all(np.isfinite(v)):
             raise ValueError(f'command must be {self._n} finite values, got {v!r}')
+        if self._watch is not None and self._watch.lost and np.any(v != 0.0):
+            # Released (an operator's reset) while the guard is still silent: the driver
+            # holds our direct zero, and a motion command would only look acted.
+            self.stop()
+            raise GuardSilent(self._watch.still_lost())
         self._held = v.copy()
         self._publish(self._held)
         self.last_send_wall = time.monotonic()
@@ -461,7 +466,7 @@ class _GuardWatch:
         self._rx = TakenSubscriptions(node, [(Float64MultiArray, driver_topic, U.QOS_COMMAND)])
         self._direct = node.create_publisher(Float64MultiArray, driver_topic, U.QOS_COMMAND)
         self.silence, self._zero = silence, [0.0] * dof
-        self._relayed = self._last_publish = self._since = 0.0
+        self._relayed = self._last_publish = self._since = self._lost_at = 0.0
         self.lost = False
         self._echoes = 0
         self.fault = ''
@@ -485,13 +490,19 @@ class _GuardWatch:
         silent = now - max(self._relayed, self._since)
         if self.lost or not self._relayed or silent <= self.silence:
             return False  # not before a first relay: the subscription may not match yet
-        self.lost = True
+        self.lost, self._lost_at = True, now
         self._echoes = 1  # this topic carries our zero back to us, which is no relay
         self._direct.publish(Float64MultiArray(data=self._zero))
         self.fault = (f'the command guard relayed nothing to {self._direct.topic_name} for '
                       f'{silent * 1e3:.0f} ms of wall time while commands went to it: it '
                       'is dead or hung; zero sent to the driver directly')
         return True
+
+    def still_lost(self) -> str:
+        """Why acting is refused while the guard has not relayed since it was lost."""
+        return (f'the command guard has relayed nothing to {self._direct.topic_name} for '
+                f'{(time.monotonic() - self._lost_at) * 1e3:.0f} ms of wall time, since it was '
+                'found silent: it is dead or hung; the arm stays stopped')
 
 
 class SimRosBackend(RosBackend):

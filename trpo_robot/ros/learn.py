@@ -189,13 +189,41 @@ def prepare(args):
     if unknown:
         print(f'warning: parameters nobody reads: {unknown}', file=sys.stderr)
     writable_folder(out, '--out')
-    for stale in ('progress.csv', 'learning_curve.png') if not lp.resume else ():
-        (out / stale).unlink(missing_ok=True)
+    if not lp.resume:
+        earlier = set_aside_earlier_run(out)
+        if earlier:
+            print(f'an earlier run in {out} was moved to {earlier} (--resume {out} continues '
+                  'a run instead)')
     for stale in [out / 'timing_histogram.png', *(out / 'logs').glob('**/timing.json')]:
         stale.unlink(missing_ok=True)  # a resumed run's actors start their timing afresh
     files = (P.write_param_file(out / 'params' / 'robot.yaml', P.to_ros(rp)),
              P.write_param_file(out / 'params' / 'learner.yaml', P.to_ros(lp)))
     return rp, lp, out, files
+
+
+RUN_FILES = ('checkpoint', 'episodes', 'logs', 'params', 'progress.csv', 'ledger.csv',
+             'learning_curve.png', 'timing_histogram.png')
+"""What a run writes into --out."""
+
+
+def set_aside_earlier_run(out: Path) -> Path | None:
+    """Moves what an earlier run wrote into ``out`` to ``out/earlier/<UTC time>``: a new
+    run would otherwise overwrite its checkpoint and continue its episode store (recorded
+    episodes are robot time, never deleted), and its counts would mix with the new run's.
+    Returns the new folder, or None when ``out`` held no run."""
+    found = [out / name for name in RUN_FILES if (out / name).exists()]
+    if not found:
+        return None
+    stamp = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())
+    earlier = out / 'earlier' / stamp
+    n = 1
+    while earlier.exists():  # two runs within a second
+        n += 1
+        earlier = out / 'earlier' / f'{stamp}-{n}'
+    earlier.mkdir(parents=True)
+    for path in found:
+        path.rename(earlier / path.name)
+    return earlier
 
 
 def _real_arm(args, values):
@@ -368,6 +396,7 @@ class Run:
         self.last_phase = ''
         self.failure = ''
         self.rate_watch = RateWatch(rp.real_time_factor)
+        self.release = TwinRelease() if driver == 'twin_node' else None
 
     def follow(self, procs) -> int:
         # SIGTERM (a supervisor, `kill`, systemd) stops the run as Ctrl-C does: actor first.
@@ -416,10 +445,18 @@ class Run:
     def _report_phase(self):
         lifecycle = self.monitor.diag('actor', 'lifecycle') or {}
         safety = self.monitor.diag('actor', 'safety') or {}
-        notice = phase_notice(self.last_phase, lifecycle, safety.get('last_fault', ''))
-        self.last_phase = lifecycle.get('phase', self.last_phase)
+        fault = safety.get('last_fault', '')
+        phase = lifecycle.get('phase', self.last_phase)
+        notice = self.release.notice(lifecycle, fault) if self.release else None
+        if notice is None:
+            notice = phase_notice(self.last_phase, lifecycle, fault)
+        elif phase != 'hold':  # released within the poll: it is moving again
+            self.release.asked = None
+        self.last_phase = phase
         if notice:
             print(notice, flush=True)
+        if self.release and self.release.due(phase):
+            self.monitor.trigger(plan.resolve('actor_node', self.arms[0]), 'reset')
 
     def _report_rate(self):
         if self.driver == 'twin_node':
@@ -570,6 +607,51 @@ def phase_notice(before, lifecycle, fault=''):
 
 
 HELD = ('hold', 'estop')
+
+
+class TwinRelease:
+    """On a twin, `trpo-robot learn` is the operator a held arm waits for: it asks the
+    actor for a reset (``~/reset``) after each hold, up to ``limit`` holds a run, and says
+    so. A held twin otherwise waits for good, and a host's hiccup is enough: at 4x a guard
+    held 92 ms at start-up (beside a test run importing torch) is 368 ms of the twin's
+    time on the last command. Each fault still aborts its episode, stops the arm and is
+    logged; past the limit the arm stays held, as on an arm, for a person to look at what
+    keeps failing. Holds are counted by the lifecycle (``holds``): a hold that a reset ends
+    within one poll is never missed. An e-stop is never released, and a real arm never."""
+
+    RETRY = 5.0
+    """Wall s before asking again when the same hold goes on (a request can be lost)."""
+
+    def __init__(self, limit: int = 3):
+        self.limit = limit
+        self.seen = 0  # holds seen so far
+        self.asked = None  # monotonic time of the last request for the current hold
+
+    def notice(self, lifecycle, fault):
+        """The line for a new hold: that learn releases it, or, for the first past the
+        limit, the operator's notice; None otherwise."""
+        holds = int(lifecycle.get('holds', 0))
+        if holds <= self.seen:
+            return None
+        first_past = self.seen <= self.limit < holds
+        self.seen = holds
+        if holds > self.limit:
+            self.asked = None
+            # said even when the poll saw 'hold' before (a release it did not see end)
+            return phase_notice('', lifecycle, fault) if first_past else None
+        self.asked = 0.0
+        why = f' after a fault: {fault}' if fault else ''
+        return (f'ARM HELD (hold){why}. On the twin, learn resets it and goes on '
+                f'({holds} of {self.limit} a run; then it waits for the operator).')
+
+    def due(self, phase) -> bool:
+        """Whether to ask for the reset now."""
+        if phase != 'hold' or self.asked is None:
+            return False
+        if time.monotonic() - self.asked < self.RETRY:
+            return False
+        self.asked = time.monotonic()
+        return True
 
 
 class RateWatch:

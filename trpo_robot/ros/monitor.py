@@ -33,6 +33,7 @@ class Probe:
         self._subscriptions = {}
         self._nodes = {}  # key -> fully qualified name of the node watched under it
         self._diagnostics = None
+        self._clients = {}
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._closing = threading.Event()
@@ -127,6 +128,20 @@ class Probe:
             if values is not None:
                 return values
         return None
+
+    def trigger(self, node, service):
+        """Calls the std_srvs/Trigger service ``node``/``service`` without waiting for its
+        answer (the node logs what it did); False when the service is not there. The
+        caller sees the effect in the node's state, and asks again if it does not come."""
+        from std_srvs.srv import Trigger
+        name = f'{node}/{service}'
+        client = self._clients.get(name)
+        if client is None:
+            client = self._clients[name] = self.node.create_client(Trigger, name)
+        if not client.service_is_ready():
+            return False
+        client.call_async(Trigger.Request())
+        return True
 
     def close(self):
         self._closing.set()
