@@ -112,11 +112,13 @@ def run_graph(learner, task, seed, steps, out, args):
 
 
 def _wait_unless_held(proc, log_path, limit):
-    """Wait for the run's end; a run whose arm is held (a fault, on a twin nobody
-    watches) is stopped and its HOLD line returned: it would wait for an operator."""
+    """Wait for the run's end; a run whose arm stays held (learn resets a held twin
+    three times a run, then leaves it to an operator) is stopped and its HOLD line
+    returned: it would wait for good."""
     t0 = time.monotonic()
     while proc.poll() is None:
-        held = [line for line in log_path.read_text().splitlines() if 'ARM HELD' in line]
+        held = [line for line in log_path.read_text().splitlines()
+                if 'ARM HELD' in line and 'Learning waits for the operator' in line]
         if held or time.monotonic() - t0 > limit:
             proc.send_signal(signal.SIGINT)  # the CLI stops its nodes and saves the run
             proc.wait(timeout=120)
@@ -167,7 +169,13 @@ def graph_result(learner, task, seed, args):
         resets = resets[:reached[1] - 1]
     return {'wall_s': wall, 'acted_steps': sum(r[0] for r in rows),
             'reset_robot_s': float(sum(resets)), 'update_s_median': update_seconds(out),
-            'in_process': False, 'held': held, **summary(reached, episodes, task)}
+            'in_process': False, 'held': held,
+            'released_holds': _log(out).count('learn resets it'),
+            **summary(reached, episodes, task)}
+
+
+def _log(out):
+    return (out.parent / f'{out.name}.log').read_text()
 
 
 def summary(reached, episodes, task):

@@ -192,6 +192,15 @@ def test_kill_9_of_the_guard_the_actor_stops_the_arm_itself_and_holds(graphs, tm
     assert 'command guard relayed nothing' in _diag(g, 'actor_node', 'safety')['last_fault']
     noticed = 2 * g.rp.effective_guard_timeout() + guard_slack(g.rp.realtime) * RTF
     _at_rest_for_good(g, dead + noticed)
+    # An operator's reset is served (the twin teleports the arm to its start pose), but
+    # the first motion command behind the dead guard is refused: the arm is held again,
+    # never acted unrelayed.
+    holds = int(_diag(g, 'actor_node', 'lifecycle')['holds'])
+    assert call_trigger(g, 'reset').success
+    g.wait(lambda: int(_diag(g, 'actor_node', 'lifecycle').get('holds', 0)) > holds, 60,
+           'the arm held again after the reset')
+    assert 'has relayed nothing' in _diag(g, 'actor_node', 'safety')['last_fault']
+    _at_rest_for_good(g, _latest(g)[0])
 
 
 @pytest.mark.parametrize('fault', ['protective_stop', 'stop_program',

@@ -145,6 +145,7 @@ class RosBackend(Backend):
         self._tick_stamp = None
         self._unanswered = None  # monotonic receipt time of a tick no command answered yet
         self._held = np.zeros(self._n)
+        self._asked = self._held.copy()  # the caller's command; _held is what is sent
         self._stamped = bool(stamped)
         self._msg = JointStateMsg(name=list(self._names)) if stamped else Float64MultiArray()
         self.last_send_wall = 0.0
@@ -203,11 +204,9 @@ class RosBackend(Backend):
         v = np.asarray(v, dtype=float)
         if v.shape != (self._n,) or not np.all(np.isfinite(v)):
             raise ValueError(f'command must be {self._n} finite values, got {v!r}')
-        if self._watch is not None and self._watch.lost and np.any(v != 0.0):
-            # Released (an operator's reset) while the guard is still silent: the driver
-            # holds our direct zero, and a motion command would only look acted.
-            self.stop()
-            raise GuardSilent(self._watch.still_lost())
+        self._asked = v.copy()
+        if self._watch is not None and self._watch.lost:
+            v = np.zeros(self._n)  # toward a guard found silent goes nothing but zero
         self._held = v.copy()
         self._publish(self._held)
         self.last_send_wall = time.monotonic()
@@ -219,6 +218,7 @@ class RosBackend(Backend):
         """Zero command now. Not a tick answer: stopping ends the acting, and the gap to
         the next command (a reset) is not control-loop lateness."""
         self._held = np.zeros(self._n)
+        self._asked = self._held.copy()
         self._unanswered = None
         self._publish(self._held)
         if self.follow is not None:
@@ -228,6 +228,12 @@ class RosBackend(Backend):
         """Let ``duration`` pass on the driver's cycle, re-sending the held command once per
         tick. The last tick is left for the caller's next command to answer (one command
         per driver period, not two)."""
+        if self._watch is not None and self._watch.lost and np.any(self._asked != 0.0):
+            # Acting (an operator reset the arm) while the guard is still silent: the
+            # driver holds our direct zero, and the episode would only look acted.
+            fault, self._watch.fault = self._watch.fault or self._watch.still_lost(), ''
+            self.stop()
+            raise GuardSilent(fault)
         n = max(1, int(round(duration / self._period)))
         elapsed = 0
         while elapsed < n:
