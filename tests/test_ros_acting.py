@@ -101,6 +101,10 @@ def test_bad_policy_blobs_are_rejected_and_counted():
     assert inbox.offer(good) == 'accepted' and inbox.latest().version == 3
     assert inbox.offer(good) == 'repeat'
     assert inbox.received == len(bad) + 2 and inbox.accepted == 1
+    # the report's last_reject is the newest refusal, not the most frequent one
+    assert inbox.offer(bad['garbage']) == reasons['garbage']
+    inbox.offer(bad['robot'])
+    assert 'rejected: ' + inbox.last_reject == reasons['robot'][:len('rejected: ') + 120]
 
 
 def _episode_segment():

@@ -84,6 +84,7 @@ class PolicyInbox:
         """A validation.trust.TrustCheck on hardware: each new version is judged against the
         running one before it may act (None on the twin)."""
         self.reasons = Counter()
+        self.last_reject = ''
         self._log = log or (lambda text: None)
 
     def latest(self):
@@ -94,6 +95,7 @@ class PolicyInbox:
         why not."""
         received = time.monotonic()
         self.received += 1
+        signed = True
         try:
             if len(blob) > self.max_bytes:
                 raise wire.WireError(f'blob of {len(blob)} bytes exceeds the cap of '
@@ -101,7 +103,7 @@ class PolicyInbox:
             try:
                 blob = self.keyring.open(blob, auth.POLICY)
             except auth.AuthError as e:
-                self.unauthenticated += 1
+                signed = False
                 raise wire.WireError(f'not from the learner: {e}') from None
             snapshot, norm, info = wire.decode_policy(blob, self.obs_dim, self.act_dim,
                                                       max_bytes=self.max_bytes)
@@ -113,8 +115,7 @@ class PolicyInbox:
             if not np.all(np.isfinite(probe)) or not np.all(np.isfinite(snapshot.std)):
                 raise wire.WireError('policy gives non-finite actions')
         except wire.WireError as e:
-            self.rejected += 1
-            self.reasons[str(e)[:120]] += 1
+            self._refused(str(e), () if signed else ('unauthenticated',))
             self._log(f'rejected a policy blob: {e} [{self.rejected} rejected so far]')
             return f'rejected: {e}'
         current = self._latest
@@ -136,21 +137,26 @@ class PolicyInbox:
         self.accepted += 1
         return 'accepted'
 
-    def _untrusted(self, version, refusal):
+    def _refused(self, reason, kinds=()):
+        """The reason is kept before any count rises: a report read from another thread
+        that shows the count then also says why."""
+        self.last_reject = reason[:120]
+        self.reasons[self.last_reject] += 1
+        for kind in kinds:
+            setattr(self, kind, getattr(self, kind) + 1)
         self.rejected += 1
-        self.untrusted += 1
-        self.reasons[f'untrusted: {refusal}'[:120]] += 1
+
+    def _untrusted(self, version, refusal):
+        self._refused(f'untrusted: {refusal}', ('untrusted',))
         self._log(f'refused policy version {version} on hardware: {refusal} '
                   f'[{self.untrusted} refused so far]')
         return f'untrusted: {refusal}'
 
     def _replay(self, current, epoch, version):
-        self.rejected += 1
-        self.replays += 1
         older = 'a learner started earlier' if epoch < current.epoch else 'this learner'
         reason = (f'replayed policy: version {version} of {older}, after version '
                   f'{current.version}')
-        self.reasons[reason[:120]] += 1
+        self._refused(reason, ('replays',))
         self._log(f'refused a {reason} [{self.replays} replays so far]')
         return f'replay: {reason}'
 
@@ -421,12 +427,15 @@ class Actor:
             self._held_since = None
 
     def _fault(self, fault, stop, idle):
+        """The fault's text is set before the lifecycle holds: a report that shows the
+        hold (or its count) then also says why."""
+        message = f'backend fault: {fault}; arm held: ~/reset to go on'
+        self.stats.last_fault = message
         lc = self.lifecycle
         lc.fault(str(fault))
         if lc.last_episode is not None:
             lc.end_episode()
-        self._after_fault(f'fault: {fault}',
-                          f'backend fault: {fault}; arm held: ~/reset to go on', stop, idle)
+        self._after_fault(f'fault: {fault}', message, stop, idle)
 
     def _after_fault(self, phase, message, stop, idle):
         """After a backend fault: count it, say so, stop the arm, pause before going on."""

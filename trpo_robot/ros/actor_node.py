@@ -335,7 +335,7 @@ class ActorNode(U.WorkerNode, Node):
             rejected=self.inbox.rejected, repeats=self.inbox.repeats,
             unauthenticated=self.inbox.unauthenticated, replays=self.inbox.replays,
             untrusted=self.inbox.untrusted, gated=self.inbox.trust is not None,
-            last_reject=next(iter(self.inbox.reasons.most_common(1)), ('', 0))[0],
+            last_reject=self.inbox.last_reject,
             last_swap_latency_ms=(swap.first_action - swap.received) * 1e3 if swap else -1.0,
             last_swap_missed_ticks=swap.missed_ticks if swap else 0)
         safety = dict(intervention_steps=s.intervention_steps, **dict(s.interventions),

@@ -267,7 +267,7 @@ class LearnerCore:
                  'task': self.task.name, 'seed': self.rp.seed, 'episodes': self.episodes,
                  'consumed': self.learner.consumed_ids,
                  'counters': {k: v for k, v in asdict(self.counters).items()
-                              if k != 'reasons'},
+                              if k not in ('reasons', 'last_reject')},
                  'done': self.done}
         folder = checkpoint.save(self.agent, self.lp.checkpoint_dir, spaces=spaces,
                                  extra=extra)
@@ -292,7 +292,7 @@ class LearnerCore:
             duplicates=c.duplicates, aborted=c.aborted, consumed=c.consumed,
             resumed_fed=self.resumed_fed, gap_filled=self.gap_filled, missing=self.missing,
             checkpoint_failures=self.checkpoint_failures,
-            last_reject=next(reversed(c.reasons), '') if c.reasons else '',
+            last_reject=c.last_reject,
             done=self.done, checkpoint=self.last_checkpoint,
             wall_s=time.monotonic() - self.t0)
 

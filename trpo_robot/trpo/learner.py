@@ -37,6 +37,7 @@ class LearnerCounters:
     dropped: int = 0
     """Blobs the inbox overflowed with (INBOX_LIMIT) before the worker could read them."""
     reasons: dict = field(default_factory=dict)
+    last_reject: str = ''
 
 
 def _log_warning(kind, text):
@@ -146,14 +147,17 @@ class AsyncLearner:
     def refuse(self, reason, *, unauthenticated=False) -> str:
         """Count a blob that never became an Episode (too big, unsigned, malformed, of
         another task) as received and rejected, and say why."""
-        self.counters.received += 1
-        self.counters.unauthenticated += bool(unauthenticated)
-        return self._refused(reason, 'auth' if unauthenticated else 'episode')
+        return self._refused(reason, 'auth' if unauthenticated else 'episode', received=1)
 
-    def _refused(self, reason, kind='episode'):
+    def _refused(self, reason, kind='episode', received=0):
+        """The reason is kept before any count rises: a progress report read from another
+        thread that shows the count then also says why."""
         c = self.counters
-        c.rejected += 1
+        c.last_reject = reason
         c.reasons[reason] = c.reasons.get(reason, 0) + 1
+        c.received += received
+        c.unauthenticated += kind == 'auth'
+        c.rejected += 1
         self.warn(kind, f'rejected an episode blob: {reason} [{c.rejected} rejected so far, '
                   f'{c.unauthenticated} unsigned or wrongly signed]')
         return f'rejected: {reason}'
