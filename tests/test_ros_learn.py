@@ -157,12 +157,13 @@ def test_synchronous_runs_act_one_batch_per_version_and_wait_for_each_update(
     assert all(r['stale'] == 0 for r in read_progress(out / 'progress.csv'))
 
 
-def _start_learn(tmp_path, trpo_robot_cmd, cli_env, rtf):
+def _start_learn(tmp_path, trpo_robot_cmd, cli_env, rtf, arms=1):
     """`trpo-robot learn` on the dxl twin with a budget no test reaches; its output lines
     are gathered by a reader thread as they come."""
     out = tmp_path / 'run'
     cmd = trpo_robot_cmd + ['learn', '--robot', 'dxl', '--steps', '100000', '--rtf', str(rtf),
-                            '--out', str(out), '--config', str(_robot_yaml(tmp_path))]
+                            '--arms', str(arms), '--out', str(out),
+                            '--config', str(_robot_yaml(tmp_path))]
     proc = subprocess.Popen(cmd, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     lines = []
@@ -203,18 +204,7 @@ def test_learn_resets_a_held_twin_and_goes_on_then_holds_it_for_the_operator(
     go quiet as if it were hung."""
     out, proc, lines, reader = _start_learn(tmp_path, trpo_robot_cmd, cli_env, rtf=2)
     guard = None
-
-    def said(words):
-        return [line for line in lines if words in line]
-
-    def wait_said(words, n, what):
-        try:
-            G.wait_for(lambda: proc.poll() is not None or len(said(words)) >= n, 180, 0.2,
-                       what)
-        except TimeoutError as e:
-            raise AssertionError(f'{e}:\n{"".join(lines)}') from None
-        assert proc.poll() is None, ''.join(lines)
-
+    said, wait_said = _said(proc, lines)
     try:
         G.wait_for(lambda: proc.poll() is not None or _any_episode(out), 600, 0.2,
                    'a first episode')
@@ -253,16 +243,65 @@ def test_learn_resets_a_held_twin_and_goes_on_then_holds_it_for_the_operator(
     assert 'did not follow' in released[0] or 'relayed nothing' in released[0], released[0]
 
 
-def _node_pid(node, out):
+def test_learn_releases_the_held_arm_of_a_fleet_and_names_it(
+        tmp_path, trpo_robot_cmd, cli_env):
+    """One arm of two held (its guard stopped): the run names it, resets it, and the other
+    arm was never held."""
+    out, proc, lines, reader = _start_learn(tmp_path, trpo_robot_cmd, cli_env, rtf=1, arms=2)
+    guard = None
+    said, wait_said = _said(proc, lines)
+    try:
+        G.wait_for(lambda: proc.poll() is not None or any(
+            actor.startswith('arm2') for actor, _, _ in _any_episode(out) or ()), 600, 0.2,
+            'a first episode of arm2')
+        assert proc.poll() is None, ''.join(lines)
+        guard = _node_pid('guard_node', out, namespace='arm2')
+        os.kill(guard, signal.SIGSTOP)
+        wait_said('arm2: ARM HELD (hold) after a fault', 1, 'the run to name the held arm')
+        os.kill(guard, signal.SIGCONT)
+        wait_said('arm2: arm no longer held', 1, 'arm2 to leave HOLD')
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(300) == 0, ''.join(lines)
+    finally:
+        if guard is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(guard, signal.SIGCONT)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(5)
+    assert 'learn resets it and goes on (1 of 3 a run' in said('arm2: ARM HELD')[0], \
+        ''.join(lines)
+    assert not said('arm1: ARM HELD'), ''.join(lines)
+
+
+def _said(proc, lines):
+    """said(words): the output lines with ``words``; wait_said(words, n, what): until n
+    such lines, failing with the output if the run ends or never says it."""
+    def said(words):
+        return [line for line in lines if words in line]
+
+    def wait_said(words, n, what):
+        try:
+            G.wait_for(lambda: proc.poll() is not None or len(said(words)) >= n, 180, 0.2,
+                       what)
+        except TimeoutError as e:
+            raise AssertionError(f'{e}:\n{"".join(lines)}') from None
+        assert proc.poll() is None, ''.join(lines)
+    return said, wait_said
+
+
+def _node_pid(node, out, namespace=''):
     """The pid of the run's `node` process: its command line names the module and the
-    run's parameter file."""
+    run's parameter file (and a fleet arm's namespace)."""
     for proc in Path('/proc').iterdir():
         try:
             argv = (proc / 'cmdline').read_bytes().split(b'\0')
         except (OSError, ValueError):
             continue
         text = b' '.join(argv).decode(errors='replace')
-        if f'trpo_robot.ros.{node}' in text and str(out) in text:
+        if f'trpo_robot.ros.{node}' in text and str(out) in text and \
+                f'__ns:=/{namespace}' * bool(namespace) in text:
             return int(proc.name)
     raise AssertionError(f'no {node} process of {out}')
 
@@ -371,3 +410,23 @@ def test_learn_releases_each_hold_of_a_twin_once_up_to_its_limit_then_leaves_it_
     assert past.startswith('ARM HELD (hold) after a fault: again. Learning waits'), past
     assert not release.due('hold')
     assert release.notice({**hold, 'holds': 4}, 'again') is None  # said once
+
+
+def test_learn_follows_every_arm_of_a_fleet_and_names_the_held_one():
+    """A fleet's second arm held on the twin is released and named; its first arm's
+    phases are its own. Off the twin nothing is released: the operator's notice."""
+    from trpo_robot.ros.learn import ArmWatch
+    first = ArmWatch('arm1', 'actor', fleet=True)
+    second = ArmWatch('arm2', ('actor', 'arm2'), fleet=True)
+    running = {'phase': 'run', 'holds': 0}
+    assert first.see(running, '') == '' and second.see(running, '') == ''
+    said = second.see({'phase': 'hold', 'holds': 1}, 'did not follow')
+    assert said.startswith('arm2: ARM HELD (hold) after a fault: did not follow'), said
+    assert second.release.due(second.last_phase) and first.last_phase == 'run'
+    assert not first.release.due(first.last_phase)
+    assert second.see(running | {'holds': 1}, '') == 'arm2: arm no longer held: run'
+    alone = ArmWatch('', 'actor', twin=False)
+    alone.see(running, '')
+    said = alone.see({'phase': 'hold', 'holds': 1, 'instructions': 'call ~/reset'}, 'x')
+    assert said == 'ARM HELD (hold) after a fault: x. Learning waits for the operator: ' \
+        'call ~/reset' and alone.release is None

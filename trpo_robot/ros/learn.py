@@ -393,10 +393,11 @@ class Run:
         self.t0 = time.monotonic()
         self.monitor = None
         self.last_version = -1
-        self.last_phase = ''
         self.failure = ''
         self.rate_watch = RateWatch(rp.real_time_factor)
-        self.release = TwinRelease() if driver == 'twin_node' else None
+        self.watches = [ArmWatch(ns, 'actor' if i == 0 else ('actor', ns),
+                                 fleet=len(self.arms) > 1, twin=driver == 'twin_node')
+                        for i, ns in enumerate(self.arms)]
 
     def follow(self, procs) -> int:
         # SIGTERM (a supervisor, `kill`, systemd) stops the run as Ctrl-C does: actor first.
@@ -407,7 +408,8 @@ class Run:
             self.monitor = Probe(self.domain, name='trpo_learn_monitor', keep=50)
             first = self.arms[0]
             self.monitor.watch('learner', '/learner_node')
-            self.monitor.watch('actor', plan.resolve('actor_node', first))
+            for arm in self.watches:
+                self.monitor.watch(arm.key, plan.resolve('actor_node', arm.namespace))
             if self.driver in plan.DRIVERS:  # an external driver publishes its own
                 self.monitor.watch('twin', plan.resolve(self.driver, first))
             if self.tensorboard:
@@ -423,7 +425,8 @@ class Run:
                     return 1
                 if self.arm_scalars:
                     self.arm_scalars.poll()
-                self._report_phase()
+                for arm in self.watches:
+                    self._report_phase(arm)
                 progress = self.monitor.diag('learner', 'progress')
                 if progress and int(progress.get('version', -1)) != self.last_version:
                     self.last_version = int(progress['version'])
@@ -442,21 +445,14 @@ class Run:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
-    def _report_phase(self):
-        lifecycle = self.monitor.diag('actor', 'lifecycle') or {}
-        safety = self.monitor.diag('actor', 'safety') or {}
-        fault = safety.get('last_fault', '')
-        phase = lifecycle.get('phase', self.last_phase)
-        notice = self.release.notice(lifecycle, fault) if self.release else None
-        if notice is None:
-            notice = phase_notice(self.last_phase, lifecycle, fault)
-        elif phase != 'hold':  # released within the poll: it is moving again
-            self.release.asked = None
-        self.last_phase = phase
+    def _report_phase(self, arm):
+        lifecycle = self.monitor.diag(arm.key, 'lifecycle') or {}
+        fault = (self.monitor.diag(arm.key, 'safety') or {}).get('last_fault', '')
+        notice = arm.see(lifecycle, fault)
         if notice:
             print(notice, flush=True)
-        if self.release and self.release.due(phase):
-            self.monitor.trigger(plan.resolve('actor_node', self.arms[0]), 'reset')
+        if arm.release and arm.release.due(arm.last_phase):
+            self.monitor.trigger(plan.resolve('actor_node', arm.namespace), 'reset')
 
     def _report_rate(self):
         if self.driver == 'twin_node':
@@ -592,7 +588,7 @@ def _f(value, digits):
 
 
 def phase_notice(before, lifecycle, fault=''):
-    """What to print when the (first) arm's phase changes, or None: a held arm stops
+    """What to print when an arm's phase changes, or None: a held arm stops
     learning until an operator acts, and a run that stalls silently looks hung."""
     phase = lifecycle.get('phase', before)
     if phase == before:
@@ -607,6 +603,29 @@ def phase_notice(before, lifecycle, fault=''):
 
 
 HELD = ('hold', 'estop')
+
+
+class ArmWatch:
+    """One arm's phase as learn last saw it, and (on a twin) its release: every arm of a
+    fleet is followed, since one held arm otherwise idles silently while the others learn.
+    A fleet's notices name the arm."""
+
+    def __init__(self, namespace, key, fleet=False, twin=True):
+        self.namespace, self.key = namespace, key
+        self.prefix = f'{namespace}: ' if fleet else ''
+        self.last_phase = ''
+        self.release = TwinRelease() if twin else None
+
+    def see(self, lifecycle, fault) -> str:
+        """The line to print for this arm's newest lifecycle report, or ''."""
+        phase = lifecycle.get('phase', self.last_phase)
+        notice = self.release.notice(lifecycle, fault) if self.release else None
+        if notice is None:
+            notice = phase_notice(self.last_phase, lifecycle, fault)
+        elif phase != 'hold':  # released within the poll: it is moving again
+            self.release.asked = None
+        self.last_phase = phase
+        return self.prefix + notice if notice else ''
 
 
 class TwinRelease:
