@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from trpo_robot.ros import params as P
+from trpo_robot.trpo.config import preset
 from trpo_robot.twin.envs import make_twin_env
 from trpo_robot.twin.settings import load_settings
 
@@ -26,7 +27,8 @@ def test_learner_file_is_known_and_gives_a_trpo_config():
     assert P.unknown_keys(values, P.RobotParams, P.LearnerParams) == []
     lp = P.build(P.LearnerParams, values)
     cfg = lp.trpo_config()
-    assert cfg.batch_steps == 2048 and cfg.max_policy_lag == lp.max_policy_lag
+    assert cfg.batch_steps == 1024 and cfg.max_policy_lag == lp.max_policy_lag
+    assert cfg == preset('dense_reach').with_overrides(max_policy_lag=lp.max_policy_lag)
 
 
 @pytest.mark.parametrize('robot,alias,full', [('ur5', 'reacher_2d', 'ur5_reacher_2d'),

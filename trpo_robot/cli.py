@@ -142,7 +142,7 @@ def build_parser():
     p.add_argument('--out', default='runs/train', help='folder for checkpoint, progress.csv '
                    'and learning_curve.png')
     p.add_argument('--preset', default='default', help='TRPO preset: default, pendulum, '
-                   'mujoco, reacher')
+                   'mujoco, reacher, dense_reach (the arm tasks: what `learn` runs), senseact')
     p.add_argument('--resume', metavar='DIR', help='continue from this checkpoint')
     p.add_argument('--tensorboard', metavar='DIR', help='write TensorBoard scalars here, one '
                    'point per update (README.md, "TensorBoard", lists them)')

@@ -345,7 +345,7 @@ class DxlDriverParams:
 class LearnerParams:
     """The asynchronous learner: ``config/learner.yaml``."""
 
-    preset: str = 'reacher'
+    preset: str = 'dense_reach'
     """TRPO preset (trpo_robot/trpo/config.py); the trpo.* parameters override its fields."""
     trpo: dict = field(default_factory=dict)
     """Overrides of TRPOConfig fields, e.g. {'batch_steps': 1024}; ROS: trpo.batch_steps."""
