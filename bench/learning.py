@@ -11,11 +11,13 @@ Evaluation is deterministic (mean action) over 20 episodes with fixed seeds.
 Results are written as JSON lines to bench/results/learning.jsonl, one per run.
 """
 import argparse
+from concurrent.futures import ThreadPoolExecutor
 import json
 import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -82,12 +84,16 @@ def worker(args):
                       'returns': returns}))
 
 
+WRITING = threading.Lock()
+
+
 def spawn(results, impl, env, steps, seed, preset='default', overrides=None):
     cmd = [sys.executable, __file__, '--worker', impl, '--env', env, '--steps', str(steps),
            '--seed', str(seed), '--preset', preset, '--overrides', json.dumps(overrides or {})]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
-    results.write(result)
+    with WRITING:  # --jobs: one results line at a time
+        results.write(result)
     print(f'  {impl:5s} {env} seed {seed}: return {result["mean_return"]:9.1f}  '
           f'{result["steps_per_s"]:6.0f} steps/s  peak RSS {result["peak_rss_mb"]:.0f} MB',
           flush=True)
@@ -95,13 +101,17 @@ def spawn(results, impl, env, steps, seed, preset='default', overrides=None):
 
 
 def learning(args, results):
-    rows = {'ours': [], 'sb3': []}
+    """Every (learner, seed) run as its own process, ``--jobs`` at a time: the returns do
+    not depend on it (one torch thread, a fixed seed), the train seconds do."""
     overrides = json.loads(args.overrides)
-    for seed in args.seeds:
-        rows['ours'].append(spawn(results, 'ours', args.env, args.steps, seed, args.preset,
-                                  overrides))
-        if args.sb3:
-            rows['sb3'].append(spawn(results, 'sb3', args.env, args.steps, seed))
+    runs = [('ours', seed, args.preset, overrides) for seed in args.seeds]
+    runs += [('sb3', seed, 'default', None) for seed in args.seeds] if args.sb3 else []
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        done = list(pool.map(lambda run: spawn(results, run[0], args.env, args.steps,
+                                               run[1], run[2], run[3]), runs))
+    rows = {'ours': [], 'sb3': []}
+    for (impl, *_), result in zip(runs, done):
+        rows[impl].append(result)
     print(f'\n| {args.env}, {args.steps} steps | seeds | returns | median | train s |')
     print('|---|---|---|---|---|')
     for impl, rs in rows.items():
@@ -142,6 +152,8 @@ def build_parser():
     p.add_argument('--speed', action='store_true')
     p.add_argument('--worker', choices=['ours', 'sb3'])
     p.add_argument('--overrides', default='{}', help='JSON TRPOConfig overrides for ours')
+    p.add_argument('--jobs', type=int, default=1,
+                   help='runs at a time (their train seconds then share the cores)')
     return record.add_quick(p)
 
 

@@ -155,7 +155,13 @@ def test_the_guard_stops_the_arm_when_its_commander_is_killed(graphs, tmp_path):
     guard = _diag(g, 'command_guard', 'guard')
     timeout, period = float(guard['timeout']), g.rp.driver_period
     assert timeout == pytest.approx(g.rp.agent_dt + g.rp.robot_receive_timeout)
-    assert float(guard['last_stop_age']) <= timeout + period + 1e-6
+    # The guard keeps only the newest joint state (a queue of depth 1), so it decides at
+    # the first tick it handles past the timeout: within a period on an idle host, later by
+    # as long as the host holds a guard that has no SCHED_FIFO here (tests/test_guard.py
+    # holds the one-period bound tick by tick). Never before.
+    age = float(guard['last_stop_age'])
+    assert guard['last_stop_cause'].startswith('no command'), guard
+    assert timeout - 1e-9 <= age <= timeout + period + guard_slack(g.rp.realtime) * RTF, guard
     _at_rest_for_good(g, float(guard['last_stop_time']))
 
 
