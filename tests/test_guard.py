@@ -176,3 +176,20 @@ def test_follow_check_takes_a_lagging_arm_for_a_moving_one_and_zero_scaling_for_
     w.speed_scaling = 0.0
     assert any(w.tick(command, command) for _ in range(100))
     assert 'speed scaling 0 %' in w.explain()
+
+
+def test_before_its_first_joint_state_the_guard_keeps_the_commands_own_time():
+    """A guard whose joint_states have not arrived yet (a late match on a loaded host)
+    paces repeats by the commands' stamps, so the actor keeps hearing relays, and its
+    first tick measures the stream's age from them, not from a clock frozen at 0."""
+    g = _guard(timeout=0.08)
+    np.testing.assert_array_equal(g.on_command([0.1, 0.1, 0.1], stamp=6.0, now=None),
+                                  [0.1, 0.1, 0.1])
+    assert g.on_command([0.1, 0.1, 0.1], stamp=6.04, now=None) is None  # the driver holds it
+    np.testing.assert_array_equal(g.on_command([0.1, 0.1, 0.1], stamp=6.08, now=None),
+                                  [0.1, 0.1, 0.1])  # once a timeout: the heartbeat relay
+    assert g.on_tick(6.1) is None and g.relaying  # 20 ms old, not seconds
+    np.testing.assert_array_equal(g.on_tick(6.16), np.zeros(3))
+    assert g.last_stop_age == pytest.approx(0.08)
+    assert g.on_command([0.1, 0.1, 0.1], stamp=float('nan'), now=None) is not None
+    assert g.state.startswith('stopped: bad command: non-finite stamp')

@@ -55,11 +55,19 @@ class CommandGuard:
     def relaying(self) -> bool:
         return self.state == RELAYING
 
-    def on_command(self, values, stamp: float, now: float, names=None):
+    def on_command(self, values, stamp: float, now: float | None, names=None):
         """A message from the actor, answering the joint state of driver time ``stamp``,
         received at driver time ``now``; the array to publish now, or None (dropped).
         ``names``, when given, must be the arm's joints in chain order: a command in another
-        order would drive the wrong joints."""
+        order would drive the wrong joints.
+
+        ``now`` None: the guard has heard no joint state yet (its subscription can match
+        a second after the actor's on a loaded host). The command's stamp, the driver time
+        the actor read, stands for it: with a clock frozen at 0 the guard sent repeats
+        never again, the actor took the missing relays for a dead guard and held the arm,
+        and the first tick then found the command seconds old."""
+        if now is None:
+            now = 0.0 if self._invalid_stamp(stamp) else float(stamp)
         command = np.asarray(values, dtype=float).ravel()
         if command.size == 0:
             self.counters['goodbyes'] += 1

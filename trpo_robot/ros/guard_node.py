@@ -95,7 +95,7 @@ class GuardNode(U.WorkerNode, Node):
         with self._lock:
             was = self.guard.state
             stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-            out = self.guard.on_command(msg.velocity, stamp, self._now or 0.0,
+            out = self.guard.on_command(msg.velocity, stamp, self._now,
                                         msg.name if msg.velocity else None)
             if out is not None:
                 self._send(out)
