@@ -27,7 +27,6 @@ import time
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` as a script too
 from bench import record  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 ENTRY_POINTS = ('ros2_launch', 'trpo_robot_learn')
 QUICK = {'rounds': 1}
 

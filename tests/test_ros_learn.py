@@ -301,7 +301,7 @@ def _node_pid(node, out, namespace=''):
             continue
         text = b' '.join(argv).decode(errors='replace')
         if f'trpo_robot.ros.{node}' in text and str(out) in text and \
-                f'__ns:=/{namespace}' * bool(namespace) in text:
+                (not namespace or f'__ns:=/{namespace}' in text):
             return int(proc.name)
     raise AssertionError(f'no {node} process of {out}')
 

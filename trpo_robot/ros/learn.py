@@ -413,7 +413,7 @@ class Run:
             if self.driver in plan.DRIVERS:  # an external driver publishes its own
                 self.monitor.watch('twin', plan.resolve(self.driver, first))
             if self.tensorboard:
-                self.arm_scalars = ArmScalars(self.monitor, self.tensorboard, self.arms)
+                self.arm_scalars = ArmScalars(self.monitor, self.tensorboard, self.watches)
             last_plot = time.monotonic()
             while not self.stop.wait(0.5):
                 dead = [p for p in procs if not p.alive()]
@@ -530,13 +530,12 @@ class ArmScalars:
     those steps. One TensorBoard run per arm: DIR/actor, or DIR/arm1.. for a fleet."""
 
     def __init__(self, monitor, folder, arms):
+        """arms: the run's ArmWatch list, whose actors the monitor already follows."""
         from trpo_robot.trpo.scalars import ScalarLog
         self.monitor = monitor
         self.logs, self.last = {}, {}
-        for ns in arms:
-            key = ('tensorboard', ns)
-            monitor.watch(key, plan.resolve('actor_node', ns))
-            self.logs[key] = ScalarLog(Path(folder) / (ns or 'actor'))
+        for arm in arms:
+            self.logs[arm.key] = ScalarLog(Path(folder) / (arm.namespace or 'actor'))
 
     def poll(self):
         from trpo_robot.trpo import scalars
