@@ -216,6 +216,42 @@ def test_kill_9_of_the_guard_the_actor_stops_the_arm_itself_and_holds(graphs, tm
     _at_rest_for_good(g, _latest(g)[0])
 
 
+def test_the_actor_commands_no_motion_before_the_guard_relays_its_zero(graphs, tmp_path):
+    """A guard that the actor's publisher has matched but that relays nothing yet (held by
+    the host, or its side of discovery late): a fresh-clone `ros2 launch` test began an
+    episode into such a guard and held the arm as 'not following'. The actor sends zero
+    until it hears the guard relay it, and only then commands motion."""
+    g = _graph(graphs, tmp_path / 'g', ('twin_node', 'guard_node', 'learner_node'))
+    g.probe.listen('state', String, '/actor_node/state', U.QOS_POLICY)
+    g.wait(lambda: _diag(g, 'command_guard', 'guard'), 60, "the guard's report")
+    twin, guard = g.procs['twin_node'], g.procs['guard_node']
+    try:
+        twin.send(signal.SIGSTOP)  # the actor then waits for the driver, guard matched
+        g.start('actor_node')
+        _phase(g, 'waiting for the driver')
+        guard.send(signal.SIGSTOP)
+        twin.send(signal.SIGCONT)
+        _phase(g, 'waiting for the command guard to relay')
+        waited_from = _latest(g)[0]
+        _at(g, waited_from + 1.0)  # driver time for a follow check to fire twice over
+        assert _diag(g, 'actor_node', 'control')['phase'] == \
+            'waiting for the command guard to relay'
+        assert actor_state(g) in ('', 'starting')
+        guard.send(signal.SIGCONT)
+        _acting(g)
+    finally:
+        twin.send(signal.SIGCONT)
+        guard.send(signal.SIGCONT)
+    assert _diag(g, 'actor_node', 'lifecycle')['holds'] == '0'
+    assert _diag(g, 'actor_node', 'control')['guard_losses'] == '0'
+
+
+def _phase(g, phase):
+    g.wait(lambda: _diag(g, 'actor_node', 'control').get('phase') == phase, 120,
+           lambda: f"the actor's phase {phase!r} (now "
+                   f"{_diag(g, 'actor_node', 'control').get('phase')!r})")
+
+
 @pytest.mark.parametrize('fault', ['protective_stop', 'stop_program',
                                    'deactivate_controller'])
 def test_an_arm_that_does_not_follow_aborts_the_episode_and_holds(graphs, tmp_path, fault):

@@ -214,21 +214,32 @@ class ActorNode(U.WorkerNode, Node):
 
     def _wait_driver(self):
         """Until joint_states flow (and, under use_sim_time, the clock runs) and, unless
-        require_guard is off, a command guard listens: without one, a dead actor would
-        leave the arm moving."""
-        stats = self.actor.stats
+        require_guard is off, the command guard relays: without one, a dead actor would
+        leave the arm moving. Zero goes to the guard meanwhile: its relay to the driver,
+        heard back, proves the whole path before the first motion command."""
         while not self.stop_event.is_set():
-            guarded = not self.p.require_guard or self.backend.command_listeners() > 0
-            if self.backend.driver_alive() and self.backend.now() > 0.0 and guarded:
+            waiting = self._waiting_for()
+            if not waiting:
                 self.backend.resync()
                 return
-            stats.phase = 'waiting for the driver' if guarded else \
-                'waiting for the command guard'
-            self._warn('driver', f'waiting for joint_states on {self.backend.state_topic}, '
+            self.actor.stats.phase = waiting
+            self._warn('driver', f'{waiting}: joint_states on {self.backend.state_topic}, '
                        f'a running clock and a command guard on {self.p.guard_topic} '
-                       '(guard_node)')
+                       '(guard_node) relaying to the driver')
             self.backend.wait_for_state(0.2)
             self.stop_event.wait(0.05)
+
+    def _waiting_for(self) -> str:
+        """What the actor still waits for before it may command motion ('' for nothing)."""
+        b = self.backend
+        if self.p.require_guard and b.command_listeners() == 0:
+            return 'waiting for the command guard'
+        if not (b.driver_alive() and b.now() > 0.0):
+            return 'waiting for the driver'
+        if b.guard_relays():
+            return ''
+        b.stop()
+        return 'waiting for the command guard to relay'
 
     def _publish_episode(self, blob):
         self.pub_episodes.publish(U.blob_msg(blob))

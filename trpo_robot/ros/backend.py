@@ -290,6 +290,13 @@ class RosBackend(Backend):
         """Subscribers matched to the command topic (the guard, or the driver)."""
         return self._pub.get_subscription_count()
 
+    def guard_relays(self) -> bool:
+        """The guard has relayed a command of ours to the driver (True without a guard
+        watch). A matched subscription proves less: the guard's side of discovery, or the
+        guard itself, can lag the actor's by a second on a loaded host, and an episode
+        started then went unrelayed and ended with the arm held as 'not following'."""
+        return self._watch is None or self._watch.relayed_once
+
     def wait_for_state(self, timeout: float) -> bool:
         """Block until a joint_states has arrived (True) or ``timeout`` wall seconds pass."""
         deadline = time.monotonic() + timeout
@@ -465,8 +472,8 @@ class _GuardWatch:
     the control thread at each publish (no executor, a few microseconds).
 
     Armed by the first relay heard: before it, discovery may not have matched this
-    subscription with the guard's publisher yet (a start-up check that the guard is alive
-    is the actor's wait for a guard listener)."""
+    subscription with the guard's publisher yet. The actor's start-up waits for that first
+    relay (RosBackend.guard_relays), sending zero for the guard to relay."""
 
     def __init__(self, node, driver_topic, dof, silence):
         self._rx = TakenSubscriptions(node, [(Float64MultiArray, driver_topic, U.QOS_COMMAND)])
@@ -503,6 +510,10 @@ class _GuardWatch:
                       f'{silent * 1e3:.0f} ms of wall time while commands went to it: it '
                       'is dead or hung; zero sent to the driver directly')
         return True
+
+    @property
+    def relayed_once(self) -> bool:
+        return self._relayed > 0.0
 
     def still_lost(self) -> str:
         """Why acting is refused while the guard has not relayed since it was lost."""
