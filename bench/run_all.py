@@ -29,7 +29,7 @@ BENCHES = (
     'trust_kl', 'learning', 'update_speed', 'twin_learning', 'dxl_bus',
     # the ROS graph as processes, tens of seconds to minutes each
     'ros_transport', 'ros_swap', 'ros_timing', 'ros_reset_time', 'guard_stop',
-    'dxl_graph', 'ros_async_vs_sync', 'chaos', 'robot_time', 'start_time',
+    'dxl_graph', 'ros_async_vs_sync', 'chaos', 'robot_time', 'start_time', 'fleet',
 )
 NOT_RUN = {
     'suite_soak.sh': 'a soak of the test suite (`make test` on N fresh clones under a CPU '

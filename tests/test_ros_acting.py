@@ -3,6 +3,7 @@
 No rclpy here: these are the pure pieces the nodes wire to topics, so their rules (swap
 only at a boundary, one version per segment, every bad blob counted) are tested fast.
 """
+import math
 import threading
 
 import numpy as np
@@ -329,10 +330,14 @@ def test_learner_core_updates_checkpoints_and_stops_at_the_budget(tmp_path, env)
     assert core.ready()
     row = core.update()
     assert row['version'] == 1 and row['steps'] == 100 and row['episodes'] == 2
+    assert math.isnan(row['episode_latency_ms'])  # offered, not received: no transport
     assert core.done == '' and (tmp_path / 'ck' / 'meta.json').exists()
-    for blob in blobs[2:4]:
+    for blob, latency in zip(blobs[2:4], (0.002, 0.004)):
         core.offer(blob)
-    core.update()
+        core.note_latency(latency)
+    row = core.update()
+    assert row['episode_latency_ms'] == pytest.approx(3.0)
+    assert core.progress()['episode_latency_ms'] == pytest.approx(3.0)
     assert core.done == 'budget' and not core.ready()
     agent, meta = checkpoint.load(tmp_path / 'ck')
     assert agent.version == 2 and meta['extra']['env_id'] == 'trpo_robot/DXLReacher-v0'

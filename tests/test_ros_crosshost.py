@@ -12,12 +12,14 @@ goes on updating.
 import csv
 from pathlib import Path
 import shutil
+import statistics
 import subprocess
 import uuid
 
 import pytest
 from ros_support import fleet_files
 
+from trpo_robot.plots import read_progress
 from trpo_robot.ros import graph as G
 from trpo_robot.ros import plan
 from trpo_robot.ros.params import task_dims
@@ -174,6 +176,12 @@ def test_arms_on_other_hosts_feed_the_learner_over_the_network_and_survive_a_cut
         fleet.wait(lambda: from_both() and fleet.version() >= 2 and arm2_acted_on(1), 240,
                    'episodes of both arms learned, and a new policy acted on, over the network')
         assert not fleet.recorded('learner')  # nothing reached the learner through the disk
+        # Each batch came over the network, its episodes' transport measured (one machine's
+        # clock on every "host"): docs/benchmarks.md quotes what -s prints.
+        latencies = [r['episode_latency_ms'] for r in read_progress(tmp_path / 'progress.csv')]
+        assert latencies and all(0.0 <= ms < 60_000 for ms in latencies), latencies
+        print(f'cross-host episode transport: median {statistics.median(latencies):.1f} ms, '
+              f'max {max(latencies):.1f} ms (medians of {len(latencies)} updates)')
 
         lab.cut('arm2')
         learned, version = len(fleet.learned()), fleet.version()

@@ -130,7 +130,11 @@ def test_a_killed_commander_leaves_the_ur_twin_moving_as_the_real_driver_would(g
     assert later.velocity[WRIST] == pytest.approx(SPEED, abs=0.05), \
         'the twin stopped a stale command: the real UR driver never does'
     assert later.position[WRIST] - msg.position[WRIST] > 0.8 * SPEED
-    assert _diag(g, 'twin_node', 'driver').get('watchdog_stops') == '0'
+    seen = later.header.stamp.sec + later.header.stamp.nanosec * 1e-9
+    report = g.wait(lambda: (d := _diag(g, 'twin_node', 'driver')) and
+                    float(d['sim_time']) >= seen and d, 30,
+                    'a report of the twin made after that state')  # it comes once a second
+    assert report['watchdog_stops'] == '0'
 
 
 def _at_rest_for_good(g, after):

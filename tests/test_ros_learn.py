@@ -70,6 +70,11 @@ def test_the_graph_learns_the_dxl_reacher(tmp_path, trpo_robot_cmd, cli_env):
     assert all(b > a for a, b in zip([0] + steps, steps)), steps
     assert steps[-1] >= budget or 'done: success' in result.stdout
     assert all(r['rejected'] == 0 for r in rows)
+    # Every batch came over DDS, each episode's transport measured (ms, one host's clock).
+    assert all(0.0 <= r['episode_latency_ms'] < 60_000 for r in rows), rows
+    # Each episode says when it ended in driver time: one arm's, in its acting order.
+    ends = [info['extra']['end_stamp'] for _, info in _stored(out)]
+    assert ends[0] > 0.0 and all(b > a for a, b in zip(ends, ends[1:])), ends
     agent, meta = checkpoint.load(out / 'checkpoint', expect_obs_dim=12, expect_act_dim=2)
     assert agent.version == rows[-1]['version'] and meta['extra']['task'] == 'dxl_reacher'
     assert agent.total_steps == steps[-1]

@@ -600,10 +600,12 @@ class Actor:
         """Write one segment to the store, then publish it. The last (or only) segment of
         an episode carries the episode's outcome; earlier ones, cut at a tick swap, say
         partial. Written first, so a learner that dies before it learns from the segment
-        finds it on disk when it resumes."""
+        finds it on disk when it resumes. ``end_stamp`` is the driver time at its end: a
+        fleet's episodes from several arms fall in one order by it (bench/fleet.py)."""
         extra = {'final_distance': float(info.get('distance', math.nan)),
                  'success': bool(info.get('is_success', False)), 'partial': partial,
                  'reset_seconds': self._reset_seconds(),
+                 'end_stamp': float(self.backend.now()),
                  'held_seconds': self._held_before_episode,
                  'intervention_steps': self._segment_interventions}
         self._held_before_episode = 0.0

@@ -11,6 +11,7 @@ import threading
 import time
 
 from rclpy.node import Node
+from rclpy.subscription import Subscription
 from std_msgs.msg import UInt8MultiArray
 import torch
 
@@ -19,6 +20,9 @@ from trpo_robot.ros.learning import LearnerCore
 from trpo_robot.ros.params import LearnerParams, RobotParams
 from trpo_robot.store import EpisodeStore
 
+INFO_CALLBACKS = hasattr(Subscription, 'CallbackType')
+"""rclpy hands a callback the message's source timestamp (Iron on); Humble's does not,
+and the episodes' transport time is then not measured."""
 LOG_EVERY = 5.0
 """s between two log lines about refused episodes of one kind (bad, unsigned)."""
 
@@ -35,7 +39,9 @@ class LearnerNode(U.WorkerNode, Node):
                                                 U.QOS_POLICY)
         self.pub_diag = U.diag_publisher(self)
         qos = U.qos_episodes(self.rp.episode_queue_depth)
-        self.subs = [self.create_subscription(UInt8MultiArray, topic, self._on_episode, qos)
+        on_episode = self._on_episode if INFO_CALLBACKS else \
+            (lambda msg: self._on_episode(msg, {}))
+        self.subs = [self.create_subscription(UInt8MultiArray, topic, on_episode, qos)
                      for topic in self.lp.episode_topics]
         self.create_timer(self.lp.progress_period, self._publish_progress,
                           clock=U.steady_clock())
@@ -67,9 +73,12 @@ class LearnerNode(U.WorkerNode, Node):
 
     # -- executor thread -----------------------------------------------------------------
 
-    def _on_episode(self, msg):
+    def _on_episode(self, msg, info):
         self.core.learner.post(msg.data)
         self._wake.set()
+        sent = info.get('source_timestamp') or 0
+        if sent > 0:
+            self.core.note_latency((time.time_ns() - sent) * 1e-9)
 
     def _publish_progress(self):
         values = self.core.progress()

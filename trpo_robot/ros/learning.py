@@ -23,7 +23,8 @@ from trpo_robot.trpo.agent import Agent
 from trpo_robot.trpo.learner import AsyncLearner
 
 CSV_FIELDS = ('wall_s', 'steps', 'version', 'episodes', 'mean_return', 'final_distance',
-              'success_rate', 'kl', 'accepted', 'update_s', 'stale', 'rejected')
+              'success_rate', 'kl', 'accepted', 'update_s', 'stale', 'rejected',
+              'episode_latency_ms')
 
 
 class LearnerCore:
@@ -66,6 +67,8 @@ class LearnerCore:
         self._since_update = []  # (return, final distance) of full episodes since the update
         self._shield = [0, 0]  # [steps the shield changed, steps acted] since the update
         self.recent_returns = deque(maxlen=20)
+        self._latencies = deque(maxlen=10_000)  # filled by the receiving thread
+        self.last_latency_ms = math.nan
         self.last_stats = None
         self.updates = 0
         self.done = ''
@@ -208,7 +211,8 @@ class LearnerCore:
                    final_distance=float(np.mean(distances)) if distances else math.nan,
                    success_rate=self.success_rate(), kl=stats.kl, accepted=stats.accepted,
                    update_s=stats.update_time, stale=self.counters.stale,
-                   rejected=self.counters.rejected)
+                   rejected=self.counters.rejected,
+                   episode_latency_ms=self._latency_since_update())
         if self._csv:
             self._csv.writerow([row[k] for k in CSV_FIELDS])
             self._csv_file.flush()
@@ -217,6 +221,21 @@ class LearnerCore:
         if self.updates % self.lp.checkpoint_every == 0 or self.done:
             self.try_save()
         return row
+
+    def note_latency(self, seconds: float):
+        """An episode's transport time, its publication to its receipt (the node's DDS
+        source timestamp against the host's clock; across hosts, only as good as their
+        clock sync)."""
+        self._latencies.append(seconds)
+
+    def _latency_since_update(self) -> float:
+        """Median ms of the episodes received since the previous update (nan: none, or a
+        transport that tells no source time)."""
+        taken = []
+        while self._latencies:
+            taken.append(self._latencies.popleft())
+        self.last_latency_ms = float(np.median(taken)) * 1e3 if taken else math.nan
+        return self.last_latency_ms
 
     def _write_scalars(self, stats, row):
         changed, acted = self._shield
@@ -292,6 +311,7 @@ class LearnerCore:
             duplicates=c.duplicates, aborted=c.aborted, consumed=c.consumed,
             resumed_fed=self.resumed_fed, gap_filled=self.gap_filled, missing=self.missing,
             checkpoint_failures=self.checkpoint_failures,
+            episode_latency_ms=self.last_latency_ms,
             last_reject=c.last_reject,
             done=self.done, checkpoint=self.last_checkpoint,
             wall_s=time.monotonic() - self.t0)
