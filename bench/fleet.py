@@ -119,16 +119,20 @@ def _fmt(seconds):
     return 'not reached' if seconds is None else f'{seconds / 60:.1f}'
 
 
+def _median(values):
+    """None unless every run reached the criterion."""
+    return statistics.median(values) if values and None not in values else None
+
+
 def report(results, arms_list):
     print('\narms | lab min to success per seed (median) | arm min | update s | latency ms | '
           'overruns')
-    base = None
-    for arms in arms_list:
+    medians = {arms: _median([r['lab_s'] for r in results if r['arms'] == arms])
+               for arms in arms_list}
+    base = medians.get(min(arms_list))  # the fewest arms: the ratios are against it
+    for arms in sorted(arms_list):
         rows = [r for r in results if r['arms'] == arms]
-        labs = [r['lab_s'] for r in rows]
-        reached = [x for x in labs if x is not None]
-        median = statistics.median(reached) if len(reached) == len(labs) and labs else None
-        base = median if arms == arms_list[0] else base
+        labs, median = [r['lab_s'] for r in rows], medians[arms]
         ratio = f' = {median / base:.2f}x' if median and base else ''
         print(f'{arms} | {", ".join(_fmt(x) for x in labs)} ({_fmt(median)}{ratio}) | '
               f'{", ".join(_fmt(r["arm_s"]) for r in rows)} | '

@@ -317,10 +317,11 @@ def _node_pid(node, out, namespace=''):
     (0.008, 1, 2, 4.0),    # the UR5 twin on this machine: 500 ticks/s, the graph took 103%
     (0.01, 1, 2, 5.0),     # the Dynamixel chain's 10 ms bus cycle
     (0.002, 1, 2, 1.0),    # the UR5e's 500 Hz: 4x would be 2,000 ticks/s
-    (0.008, 2, 2, 2.0),    # a fleet shares the host
-    (0.008, 4, 2, 1.0),
+    (0.008, 2, 2, 1.0),    # a fleet shares the host, and costs it more per tick
+    (0.008, 4, 2, 0.5),    # (2 arms at 2x: 12% overruns; 4 at 0.5x: 0.1%)
     (0.008, 1, 16, 8.0),   # never past the factor at which commands still land in time
-    (0.002, 1, 1, 1.0),    # never slower than real time
+    (0.002, 1, 1, 0.5),    # slower than real time where real time overloads the host
+    (0.008, 64, 1, 0.125),  # and never slower than an eighth of it
 ])
 def test_the_default_rate_is_what_the_host_carries(period, arms, cores, rtf):
     from trpo_robot.ros.learn import default_rtf, overload_warning
@@ -344,6 +345,10 @@ def test_learn_picks_the_hosts_rate_and_warns_when_asked_for_more(monkeypatch, t
     assert rtf == 8.0
     assert '--rtf 8 asks for 1,000 driver ticks a second' in said
     assert 'sustains --rtf 4' in said and 'held' in said
+    assert prepared('--arms', '4') == (0.5, '')
+    rtf, said = prepared('--arms', '4', '--rtf', '1')
+    assert 'carry 250 with the learner unstarved for a fleet' in said, said
+    assert 'sustains --rtf 0.5' in said
 
 
 def test_a_twin_that_cannot_keep_its_rate_is_reported_once():

@@ -50,14 +50,30 @@ overruns in 50 s, the update took 3-4 s, and in two longer runs the guard, starv
 watch, left the actor to hold the arm for an operator a twin run does not have."""
 
 
+FLEET_SHARE = 0.5
+"""The part of TICKS_PER_CORE a fleet (2 arms or more) may ask for. Each arm adds three
+SCHED_FIFO processes woken every tick, and at the same ticks a second a fleet overloads
+the host where one arm does not. Measured on the 2-core host, UR5 twins, reacher_2d, the
+learner updating (overruns / driver ticks): 1 arm at 4x (500 ticks/s) 0.03%; 2 arms at 2x
+(500) 12%, and a guard starved past its watch held an arm within 74 s; 4 arms at 1x (500)
+27%; 2 arms at 1x (250) 0.05%; 4 arms at 0.5x (250) 0.1% (bench/fleet.py, 2026-12-06)."""
+MIN_RTF = 0.125
+
+
 def default_rtf(driver_period: float, arms: int = 1, cores: int | None = None) -> float:
-    """The real-time factor this host carries with its learner unstarved: a whole number
-    from 1 (real time) to MAX_RTF, shared by a fleet's arms. A 2-core host runs the UR5
-    twin at 4x, the Dynamixel twin (10 ms) at 5x, the UR5e (2 ms) and a 4-arm UR5 fleet in
-    real time."""
+    """The real-time factor this host carries with its learner unstarved, shared by a
+    fleet's arms: a whole number up to MAX_RTF, or, where real time is more than the host
+    carries, 1/2, 1/4 or 1/8 (a twin slower than the arm costs wall time; an overloaded one
+    costs overruns, stale policies and held arms). A 2-core host runs the UR5 twin at 4x,
+    the Dynamixel twin (10 ms) at 5x, the UR5e (2 ms) in real time, a 2-arm UR5 fleet in
+    real time and a 4-arm one at half of it."""
     cores = cores or len(os.sched_getaffinity(0))
-    fastest = math.floor(cores * TICKS_PER_CORE * driver_period / max(arms, 1) + 1e-9)
-    return float(min(MAX_RTF, max(1, fastest)))
+    arms = max(arms, 1)
+    ticks = cores * TICKS_PER_CORE * (FLEET_SHARE if arms > 1 else 1.0)
+    fastest = ticks * driver_period / arms
+    if fastest >= 1.0 - 1e-9:
+        return float(min(MAX_RTF, math.floor(fastest + 1e-9)))
+    return max(MIN_RTF, 2.0 ** math.floor(math.log2(fastest) + 1e-9))
 
 
 def overload_warning(rtf: float, driver_period: float, arms: int = 1,
@@ -68,8 +84,10 @@ def overload_warning(rtf: float, driver_period: float, arms: int = 1,
         return ''
     cores = cores or len(os.sched_getaffinity(0))
     ticks = rtf * arms / driver_period
+    share = FLEET_SHARE if arms > 1 else 1.0
     return (f'warning: --rtf {rtf:g} asks for {ticks:,.0f} driver ticks a second; '
-            f'{cores} cores carry {cores * TICKS_PER_CORE:,.0f} with the learner unstarved. '
+            f'{cores} cores carry {cores * TICKS_PER_CORE * share:,.0f} with the learner '
+            f'unstarved{" for a fleet" if arms > 1 else ""}. '
             'Expect overruns, slow updates, and the arm held when the command guard is '
             f'starved past its watch (learning then waits for an operator). This host '
             f'sustains --rtf {carried:g}.')
