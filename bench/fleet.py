@@ -92,9 +92,11 @@ def progress_medians(out):
 def overruns(out):
     """{arm: (overruns, ticks)} from the timing.json each actor wrote at shutdown."""
     found = {}
-    for path in sorted((Path(out) / 'logs').glob('*/timing.json')):
+    logs = Path(out) / 'logs'
+    for path in sorted(logs.glob('timing.json')) + sorted(logs.glob('*/timing.json')):
         record_ = json.loads(path.read_text())
-        found[path.parent.name] = (record_['overruns'], record_['ticks'])
+        arm = path.parent.name if path.parent != logs else 'arm'
+        found[arm] = (record_['overruns'], record_['ticks'])
     return found
 
 
