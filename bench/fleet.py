@@ -11,7 +11,7 @@ task's distance, 5 cm on the UR5), resets and start-up included. Also per run: a
 episodes' median transport time (publication to receipt, progress.csv) and each arm's
 control overruns (its timing.json).
 
-    python bench/fleet.py --arms 1 2 4 --seeds 0 1 2 --rtf 1
+    python bench/fleet.py --arms 4 2 1 --seeds 0 1 2 --rtf 0.5
     python bench/fleet.py --quick     # 2 arms at 1x, a 2,000-step budget: the bench runs
 
 Writes bench/results/fleet.jsonl, one line per run.
@@ -26,7 +26,7 @@ import time
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` as a script too
 from bench import record  # noqa: E402
-from bench.robot_time import _wait_unless_held, _wall_limit, AGENT_DT, RATE, WINDOW  # noqa: E402
+from bench.robot_time import _wait_unless_held, _wall_limit, competence  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET = 150_000
@@ -66,17 +66,11 @@ def fleet_episodes(out, task):
     return sorted(rows)
 
 
-def lab_time(episodes, bar, agent_dt=AGENT_DT):
-    """(driver s, arm s, episodes) at the episode that completes the window, or None."""
-    window, acted = [], 0
-    for n, (end, steps, distance, full, _) in enumerate(episodes, 1):
-        acted += steps
-        if not full:
-            continue
-        window = (window + [0.0 <= distance < bar])[-WINDOW:]
-        if len(window) == WINDOW and sum(window) >= RATE * WINDOW:
-            return end, acted * agent_dt, n
-    return None
+def lab_time(episodes, bar):
+    """(driver s, arm s, episodes) at the episode that completes the window, or None:
+    robot_time's competence over the fleet's episodes in the order they ended."""
+    reached = competence([row[1:4] for row in episodes], bar=bar)
+    return (episodes[reached[1] - 1][0], *reached) if reached else None
 
 
 def progress_medians(out):
