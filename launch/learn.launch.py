@@ -127,7 +127,8 @@ def _nodes(context):
     for s in plan.on_host(specs, arg['only']):
         node = Node(package=PACKAGE, executable=s.executable, name=s.name,
                     namespace=s.namespace, parameters=[*s.param_files, s.params],
-                    remappings=list(s.remaps.items()), output='screen', emulate_tty=True)
+                    remappings=list(s.remaps.items()), output='screen', emulate_tty=True,
+                    sigterm_timeout=str(plan.STOP_GRACE_S))
         actions.append(node)
         if s.role == 'actor':
             actions.append(RegisterEventHandler(OnProcessExit(target_action=node,

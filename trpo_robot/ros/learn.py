@@ -19,7 +19,6 @@ import json
 import math
 import os
 from pathlib import Path
-import signal
 import sys
 import threading
 import time
@@ -31,6 +30,7 @@ from trpo_robot.plots import read_progress  # noqa: F401 - tests and benchmarks 
 from trpo_robot.ros import graph
 from trpo_robot.ros import params as P
 from trpo_robot.ros import plan
+from trpo_robot.stop_signals import StopSignals
 from trpo_robot.twin import conditions as twin_conditions
 
 MAX_RTF = 8.0
@@ -353,7 +353,7 @@ def cmd_learn(args):
             procs.append(graph.NodeProcess.from_spec(spec, env, logs))
         return run.follow(procs)
     finally:
-        codes = graph.stop_all(plan.stop_order(procs), timeout=30.0)
+        codes = graph.stop_all(plan.stop_order(procs), timeout=plan.STOP_GRACE_S)
         run.finish(codes)
 
 
@@ -419,49 +419,48 @@ class Run:
 
     def follow(self, procs) -> int:
         # SIGTERM (a supervisor, `kill`, systemd) stops the run as Ctrl-C does: actor first.
-        previous = {sig: signal.signal(sig, self._on_stop)
-                    for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            from trpo_robot.ros.monitor import Probe
-            self.monitor = Probe(self.domain, name='trpo_learn_monitor', keep=50)
-            first = self.arms[0]
-            self.monitor.watch('learner', '/learner_node')
+        with StopSignals(self.stop) as signals:
+            return self._follow(procs, signals)
+
+    def _follow(self, procs, signals) -> int:
+        from trpo_robot.ros.monitor import Probe
+        self.monitor = Probe(self.domain, name='trpo_learn_monitor', keep=50)
+        first = self.arms[0]
+        self.monitor.watch('learner', '/learner_node')
+        for arm in self.watches:
+            self.monitor.watch(arm.key, plan.resolve('actor_node', arm.namespace))
+        if self.driver in plan.DRIVERS:  # an external driver publishes its own
+            self.monitor.watch('twin', plan.resolve(self.driver, first))
+        if self.tensorboard:
+            self.arm_scalars = ArmScalars(self.monitor, self.tensorboard, self.watches)
+        last_plot = time.monotonic()
+        while not signals.wait(0.5):
+            dead = [p for p in procs if not p.alive()]
+            if dead:
+                self.failure = '; '.join(f'{p.name} exited with code {p.proc.returncode}'
+                                         for p in dead)
+                for p in dead:
+                    print(f'--- last lines of {p.log_path}:\n{p.tail()}', file=sys.stderr)
+                return 1
+            if self.arm_scalars:
+                self.arm_scalars.poll()
             for arm in self.watches:
-                self.monitor.watch(arm.key, plan.resolve('actor_node', arm.namespace))
-            if self.driver in plan.DRIVERS:  # an external driver publishes its own
-                self.monitor.watch('twin', plan.resolve(self.driver, first))
-            if self.tensorboard:
-                self.arm_scalars = ArmScalars(self.monitor, self.tensorboard, self.watches)
-            last_plot = time.monotonic()
-            while not self.stop.wait(0.5):
-                dead = [p for p in procs if not p.alive()]
-                if dead:
-                    self.failure = '; '.join(f'{p.name} exited with code {p.proc.returncode}'
-                                             for p in dead)
-                    for p in dead:
-                        print(f'--- last lines of {p.log_path}:\n{p.tail()}', file=sys.stderr)
-                    return 1
-                if self.arm_scalars:
-                    self.arm_scalars.poll()
-                for arm in self.watches:
-                    self._report_phase(arm)
-                progress = self.monitor.diag('learner', 'progress')
-                if progress and int(progress.get('version', -1)) != self.last_version:
-                    self.last_version = int(progress['version'])
-                    print(self.line(progress), flush=True)
-                    self._report_rate()
-                    if time.monotonic() - last_plot > 30:
-                        plot_curve(self.out, self.title())
-                        last_plot = time.monotonic()
-                if progress and progress.get('done'):
-                    print(f'done: {progress["done"]}')
-                    return 0
-            print(f'interrupted ({self.stopped_by}): stopping the arm, writing a checkpoint',
-                  flush=True)
-            return 0
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+                self._report_phase(arm)
+            progress = self.monitor.diag('learner', 'progress')
+            if progress and int(progress.get('version', -1)) != self.last_version:
+                self.last_version = int(progress['version'])
+                print(self.line(progress), flush=True)
+                self._report_rate()
+                if time.monotonic() - last_plot > 30:
+                    plot_curve(self.out, self.title())
+                    last_plot = time.monotonic()
+            if progress and progress.get('done'):
+                print(f'done: {progress["done"]}')
+                return 0
+        self.stopped_by = signals.first
+        print(f'interrupted ({self.stopped_by}): stopping the arm, writing a checkpoint',
+              flush=True)
+        return 0
 
     def _report_phase(self, arm):
         lifecycle = self.monitor.diag(arm.key, 'lifecycle') or {}
@@ -478,10 +477,6 @@ class Run:
             notice = self.rate_watch.see(kept)
             if notice:
                 print(notice, flush=True)
-
-    def _on_stop(self, signum, frame):
-        self.stopped_by = signal.Signals(signum).name
-        self.stop.set()
 
     def line(self, pr) -> str:
         steps, budget = int(pr['steps']), int(pr['budget_steps'])

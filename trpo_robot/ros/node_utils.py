@@ -2,6 +2,7 @@
 
 Kept small and free of node logic so that each node file reads as its own behaviour.
 """
+import faulthandler
 import gc
 import os
 import signal
@@ -22,6 +23,7 @@ from std_msgs.msg import UInt8MultiArray
 
 from trpo_robot.robot.backend import BackendFault
 from trpo_robot.ros import params as P
+from trpo_robot.stop_signals import StopSignals
 
 # ---------------------------------------------------------------- QoS
 # The driver side follows the UR driver: joint_states and commands are reliable streams
@@ -210,6 +212,12 @@ class WorkerNode:
 
 # ---------------------------------------------------------------- main
 
+SHUTDOWN_STACKS_AFTER = 10.0
+"""s into a node's shutdown after which every thread's stack goes to stderr: a third of
+the grace its supervisor leaves it (plan.STOP_GRACE_S); an update of a 4-arm fleet takes
+about a second here."""
+
+
 def run_node(make_node, argv=None, name='node'):
     """The body of every node's main(): rclpy.init, build the node, spin its executor in a
     thread, wait for SIGINT/SIGTERM or a failed worker, then let the node stop itself
@@ -229,12 +237,7 @@ def run_node(make_node, argv=None, name='node'):
     args = sys.argv if argv is None else argv
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
-
-    def on_signal(signum, frame):
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    signals = StopSignals(stop).install()
     node = None
     try:
         try:
@@ -256,10 +259,14 @@ def run_node(make_node, argv=None, name='node'):
         node.start()
         if node.realtime_priority:  # after start(): its threads are among those raised
             _realtime_process(node.realtime_priority, node.get_logger(), name)
-        while not stop.wait(0.2):
+        while not signals.wait(0.2):
             if node.failed():
                 break
+        # A shutdown this slow is a hang or close to one: every thread's stack goes to
+        # stderr (the node's log, ros2 launch's screen) before a supervisor's SIGKILL.
+        faulthandler.dump_traceback_later(SHUTDOWN_STACKS_AFTER, exit=False)
         code = node.shutdown()
+        faulthandler.cancel_dump_traceback_later()
         executor.shutdown(timeout_sec=2.0)
         spinner.join(timeout=2.0)
         return 1 if node.failed() else code

@@ -160,6 +160,10 @@ def on_host(specs, only: str) -> list:
 
 
 STOP_RANK = {'actor': 0, 'learner': 1, 'guard': 2, 'driver': 3}
+STOP_GRACE_S = 30.0
+"""s a supervisor (trpo-robot learn, ros2 launch) leaves a node between SIGINT and the
+next signal: the learner may be mid-update (about a second for a 4-arm fleet here, more on
+a bigger network) and then writes its checkpoint; launch's own default is 5 s."""
 
 
 def stop_order(processes, executable=lambda p: p.node) -> list:
