@@ -15,15 +15,18 @@ the serial port).
 The graph itself (nodes, namespaces, parameters, remaps) is defined once, in
 trpo_robot/ros/plan.py, which `trpo-robot learn` reads too.
 """
+import math
 import os
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler
+from launch.actions import (DeclareLaunchArgument, LogInfo, OpaqueFunction,
+                            RegisterEventHandler)
 from launch.event_handlers import OnProcessExit
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from trpo_robot.ros import params as P
 from trpo_robot.ros import plan
 
 PACKAGE = 'trpo_robot'
@@ -80,10 +83,12 @@ def declare_arguments():
         DeclareLaunchArgument('only', default_value='',
                               description='A lab with several hosts: start only this part '
                               'of the graph here, learner or an arm (arm2); empty: all.'),
-        DeclareLaunchArgument('real_time_factor', default_value='1.0',
-                              description='Twin only: sim seconds per wall second (1 = as '
-                              'the hardware would run); the actor keeps time at the same '
-                              'rate.'),
+        DeclareLaunchArgument('real_time_factor', default_value='auto',
+                              description='Twin only: sim seconds per wall second, the '
+                              'actor keeping time at the same rate. auto: 1 (as the '
+                              'hardware would run), or for a fleet more than this host '
+                              'carries in real time, 1/2 or 1/4 (the rule of `trpo-robot '
+                              'learn`); a number: that rate.'),
         DeclareLaunchArgument('port', default_value='',
                               description='robot:=dxl use_sim:=false: serial device of the '
                               'Dynamixel bus for dxl_driver_node (prefer /dev/serial/by-id/'
@@ -99,9 +104,12 @@ def _nodes(context):
                         'namespace', 'only', 'real_time_factor', 'reset_mode', 'port', 'out',
                         'policy', 'validation_override')}
     sim = arg['use_sim'] == 'true'
-    common = {}
+    robot_yaml = arg['config'] or _config(f'{arg["robot"]}.yaml').perform(context)
+    common, notes = {}, []
     if sim:  # the actor extrapolates the twin's stamps at this rate (RosBackend.now)
-        common['real_time_factor'] = float(arg['real_time_factor'])
+        common['real_time_factor'], note = twin_rtf(arg['real_time_factor'], robot_yaml,
+                                                    _arms(arg['arms']))
+        notes.append(LogInfo(msg=note))
     if arg['task']:
         common['task'] = arg['task']
     results = {}
@@ -117,13 +125,12 @@ def _nodes(context):
     # UR is driven by the UR ROS 2 driver, started apart (docs/hardware.md).
     driver = 'twin_node' if sim else ('dxl_driver_node' if arg['robot'] == 'dxl' else None)
     specs = plan.learning_graph(
-        arg['config'] or _config(f'{arg["robot"]}.yaml').perform(context),
-        arg['learner_config'], driver=driver, arms=_arms(arg['arms']),
+        robot_yaml, arg['learner_config'], driver=driver, arms=_arms(arg['arms']),
         namespace=arg['namespace'], use_sim_time=sim, common=common, actor=actor,
         learner=results, driver_params={'port': arg['port']} if arg['port'] else {},
         policy=os.path.abspath(arg['policy']) if arg['policy'] else '',
         validation_override=arg['validation_override'] == 'true')
-    actions = []
+    actions = notes
     for s in plan.on_host(specs, arg['only']):
         node = Node(package=PACKAGE, executable=s.executable, name=s.name,
                     namespace=s.namespace, parameters=[*s.param_files, s.params],
@@ -148,6 +155,29 @@ def _refused(event, context):
         raise Refused(f'{event.action.name} refused to start (exit 2): its error line is '
                       'above')
     return []
+
+
+def twin_rtf(text, robot_yaml, arms, cores=None):
+    """(real-time factor, a line saying why) for real_time_factor:=text. auto is real time
+    unless the host cannot carry this many twins at it (trpo-robot learn's rule,
+    trpo_robot/ros/learn.py: a 2-core host runs 4 UR5 twins at 0.5); a number stays as
+    given, with learn's warning when it is more than the host carries."""
+    from trpo_robot.ros.learn import default_rtf, overload_warning
+    period = float(P.node_parameters([robot_yaml], 'twin_node').get(
+        'driver_period', P.RobotParams.driver_period))
+    if text == 'auto':
+        rtf = min(1.0, default_rtf(period, arms, cores))
+        return rtf, (f'real_time_factor {rtf:g} (auto: '
+                     f'{"real time" if rtf == 1.0 else "what this host carries"} for '
+                     f'{arms} arm{"s" if arms > 1 else ""})')
+    try:
+        rtf = float(text)
+    except ValueError:
+        rtf = math.nan
+    if not (math.isfinite(rtf) and rtf > 0):
+        raise plan.PlanError(f'real_time_factor:={text}: auto or a number above 0')
+    warning = overload_warning(rtf, period, arms, cores).replace('--rtf ', 'real_time_factor:=')
+    return rtf, warning or f'real_time_factor {rtf:g}'
 
 
 def _arms(text):

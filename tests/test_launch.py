@@ -258,6 +258,7 @@ def test_launch_refuses_a_value_outside_the_choices(launch_file, name, choices, 
     (['arms:=0'], 'arms:=0: a number of arms, 1 or more'),
     (['arms:=two'], 'arms:=two: a number of arms'),
     (['arms:=2', 'robot:=dxl', 'use_sim:=false', 'port:=/dev/ttyUSB0'], 'one serial port'),
+    (['real_time_factor:=-1'], 'real_time_factor:=-1: auto or a number above 0'),
 ])
 def test_a_graph_the_plan_cannot_build_stops_the_launch_and_says_why(args, said, tmp_path,
                                                                      prefix, ros2):
@@ -269,6 +270,34 @@ def test_a_graph_the_plan_cannot_build_stops_the_launch_and_says_why(args, said,
     text = launch.output()
     assert code != 0 and said in text, text
     assert 'process started' not in text, text
+
+
+def _learn_launch_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('learn_launch',
+                                                  ROOT / 'launch' / 'learn.launch.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@needs_launch
+@pytest.mark.parametrize('robot, arms, cores, carried', [
+    ('ur5', 1, 2, 4), ('ur5', 2, 2, 1), ('ur5', 4, 2, 0.5), ('dxl', 4, 2, 0.5),
+    ('ur5e', 2, 2, 0.25), ('ur5', 4, 8, 2)])
+def test_the_launch_runs_twins_in_real_time_unless_the_host_cannot_carry_the_fleet(
+        robot, arms, cores, carried):
+    """real_time_factor:=auto (the default): real time, as a ROS user expects of a launch,
+    or the fraction of it that `trpo-robot learn`'s rule says the host carries; a number
+    more than the host carries is run with learn's warning."""
+    twin_rtf = _learn_launch_module().twin_rtf
+    yaml = share_file('config', f'{robot}.yaml')
+    got, note = twin_rtf('auto', yaml, arms, cores)
+    assert got == min(1.0, carried) and f'real_time_factor {got:g} (auto' in note, note
+    asked, warning = twin_rtf('2', yaml, arms, cores)
+    assert asked == 2.0
+    overloaded = 'warning' in warning and f'sustains real_time_factor:={carried:g}' in warning
+    assert overloaded == (carried < 2), warning
 
 
 @needs_launch
