@@ -17,6 +17,7 @@ trpo_robot/ros/plan.py, which `trpo-robot learn` reads too.
 """
 import math
 import os
+from pathlib import Path
 
 from launch import LaunchDescription
 from launch.actions import (DeclareLaunchArgument, LogInfo, OpaqueFunction,
@@ -70,7 +71,8 @@ def declare_arguments():
                               description='Results folder: episodes/ (the actor\'s episode '
                               'store), checkpoint/, progress.csv and logs/ (the actor\'s '
                               'timing.json) go there, as with '
-                              '`trpo-robot learn --out`; empty: the folders the YAML names '
+                              '`trpo-robot learn --out`, an earlier run there moved to '
+                              'out/earlier/<UTC time>; empty: the folders the YAML names '
                               '(runs/learn/..., relative to the working directory).'),
         DeclareLaunchArgument('policy', default_value='',
                               description='use_sim:=false: the checkpoint the actors start '
@@ -118,6 +120,7 @@ def _nodes(context):
         common['episode_dir'] = os.path.join(out, 'episodes')
         common['timing_dir'] = os.path.join(out, 'logs')
         results = {'checkpoint_dir': os.path.join(out, 'checkpoint'), 'log_dir': out}
+        notes += _set_aside(out, arg['policy'])
     actor = {} if sim else {'teleport': False}  # a real arm cannot be teleported
     if arg['reset_mode']:
         actor['reset_mode'] = arg['reset_mode']
@@ -155,6 +158,17 @@ def _refused(event, context):
         raise Refused(f'{event.action.name} refused to start (exit 2): its error line is '
                       'above')
     return []
+
+
+def _set_aside(out, policy):
+    """An earlier run in out:= moves to out/earlier/<UTC time>, as with `trpo-robot learn
+    --out`: a new run would overwrite its checkpoint and mix its counts into the new ones.
+    Not when policy:= lies inside out: the run then continues from its checkpoint."""
+    from trpo_robot.ros.learn import set_aside_earlier_run
+    if policy and Path(os.path.abspath(policy)).is_relative_to(out):
+        return []
+    earlier = set_aside_earlier_run(Path(out))
+    return [LogInfo(msg=f'an earlier run in {out} was moved to {earlier}')] if earlier else []
 
 
 def twin_rtf(text, robot_yaml, arms, cores=None):

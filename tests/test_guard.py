@@ -193,3 +193,31 @@ def test_before_its_first_joint_state_the_guard_keeps_the_commands_own_time():
     assert g.last_stop_age == pytest.approx(0.08)
     assert g.on_command([0.1, 0.1, 0.1], stamp=float('nan'), now=None) is not None
     assert g.state.startswith('stopped: bad command: non-finite stamp')
+
+
+def test_without_joint_states_the_guard_sends_zero_and_relays_nothing_until_one_comes():
+    """The driver's clock gone (its joint_state_broadcaster off, the velocity controller
+    running on): no check by driver time can fire, so the node reports the silence and the
+    guard stops the arm; the actor's commands, even fresh ones, wait for a joint state."""
+    g = _guard(timeout=0.08)
+    g.on_command([0.1, 0.1, 0.1], stamp=1.0, now=1.0)
+    np.testing.assert_array_equal(g.on_clock_lost(2.0, now=1.0), np.zeros(3))
+    assert g.state.startswith('stopped: no joint_states for 2.0 s of wall time')
+    assert g.counters['clock_lost'] == 1 and g.clock_lost
+    assert g.on_command([0.2, 0.0, 0.0], stamp=1.5, now=1.0) is None  # newer, yet held
+    assert g.on_clock_lost(3.0, now=1.0) is None  # zero went once
+    assert g.counters['clockless'] == 1 and not g.relaying
+    assert g.on_tick(1.6) is None and not g.clock_lost
+    np.testing.assert_array_equal(g.on_command([0.2, 0.0, 0.0], stamp=1.6, now=1.6),
+                                  [0.2, 0.0, 0.0])
+    assert g.relaying
+
+
+def test_a_guard_that_never_heard_a_joint_state_in_time_relays_nothing():
+    """Counted from its start before the first state: a command to a guard that has no
+    clock is dropped, not relayed on its own stamp; the actor waits for the relay."""
+    g = _guard(timeout=0.08)
+    assert g.on_clock_lost(2.0, now=0.0) is None  # not relaying: nothing to stop
+    assert g.on_command([0.1, 0.1, 0.1], stamp=6.0, now=None) is None
+    assert g.state == WAITING and g.counters['clockless'] == 1
+    assert g.on_command([], stamp=6.0, now=None) is not None  # a goodbye still stops

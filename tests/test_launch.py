@@ -180,6 +180,8 @@ def test_ros2_launch_learns_and_stops_cleanly(robot, batch, tmp_path, prefix, ro
     learner_yaml = P.write_param_file(tmp_path / 'learner.yaml',
                                       P.to_ros(P.build(P.LearnerParams, lvalues)))
     run = tmp_path / 'run'
+    run.mkdir()
+    (run / 'progress.csv').write_text('an earlier run\n')  # set aside, as learn --out does
     launch = Launch(ros2, launch_env(tmp_path, prefix), tmp_path, 'learn.launch.py',
                     [f'robot:={robot}', 'use_sim:=true', 'real_time_factor:=2.0',
                      f'out:={run}', f'learner_config:={learner_yaml}'])
@@ -208,6 +210,10 @@ def test_ros2_launch_learns_and_stops_cleanly(robot, batch, tmp_path, prefix, ro
         assert meta['total_steps'] == int(stop.group(2)) >= 2 * batch
         assert (run / 'progress.csv').is_file()
         assert _progress(run)[1] >= before[1]
+        earlier = list((run / 'earlier').iterdir())
+        assert len(earlier) == 1 and f'was moved to {earlier[0]}' in text, text[:4000]
+        assert (earlier[0] / 'progress.csv').read_text() == 'an earlier run\n'
+        assert 'an earlier run' not in (run / 'progress.csv').read_text()
     finally:
         launch.close()
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from ros_support import actor_state, call_trigger, CONFIG, Graph
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64, String
+from std_msgs.msg import Float64, Float64MultiArray, String
 
 from trpo_robot.paths import urdf_path
 from trpo_robot.robot.spec import RobotSpec
@@ -167,6 +167,38 @@ def test_the_guard_stops_the_arm_when_its_commander_is_killed(graphs, tmp_path):
     assert guard['last_stop_cause'].startswith('no command'), guard
     assert timeout - 1e-9 <= age <= timeout + period + guard_slack(g.rp.realtime) * RTF, guard
     _at_rest_for_good(g, float(guard['last_stop_time']))
+
+
+def test_with_the_drivers_joint_states_gone_a_killed_commander_is_still_stopped(
+        graphs, tmp_path):
+    """The driver's joint_state_broadcaster switched off while forward_velocity_controller
+    runs on: the guard's driver clock stops, so no check by driver time can fire, and a
+    commander that dies then would leave a real UR moving for ever. The guard sends zero
+    after CLOCK_LOST_AFTER of wall time, heard on the driver's topic while joint_states are
+    still silent, and relays nothing until they return."""
+    g = _graph(graphs, tmp_path / 'g', ('twin_node', 'guard_node'))
+    g.probe.listen('driver', Float64MultiArray, '/forward_velocity_controller/commands',
+                   U.QOS_COMMAND)
+    sender = _sender(graphs, g, '/command_guard/commands', _command(), UR5_JOINTS)
+    g.wait(lambda: _moving(g), 60, 'the wrist turning through the guard')
+    g.wait(lambda: g.probe.got('driver'), 60, "the guard's relays heard on the driver's "
+           'topic')  # matched: its zero cannot go by unheard (sent once, reliable)
+    assert call_trigger(g, 'deactivate_joint_state_broadcaster', node='/twin_node').success
+    sender.kill()
+    before = len(g.probe.got('driver'))
+    g.wait(lambda: any(not any(m.data) for _, m in g.probe.got('driver')[before:]), 60,
+           lambda: "zero on the driver's command topic with joint_states silent (heard "
+                   f"{len(g.probe.got('driver')) - before} commands since; guard "
+                   f"{_diag(g, 'command_guard', 'guard')})")
+    guard = g.wait(lambda: (d := _diag(g, 'command_guard', 'guard')).get(
+        'driver_clock') == 'lost' and d, 30, 'the guard reporting its driver clock lost')
+    assert guard['last_stop_cause'].startswith('no joint_states for'), guard
+    assert guard['clock_lost'] == '1' and guard['state'] != 'relaying', guard
+    g.wait(lambda: _diag(g, 'twin_node', 'driver').get('joint_states') == 'False', 30,
+           'the twin reporting its joint_states off')  # and nobody has turned them on
+    silent_since = _latest(g)[0]
+    assert call_trigger(g, 'recover', node='/twin_node').success
+    _at_rest_for_good(g, silent_since)
 
 
 def _acting(g):

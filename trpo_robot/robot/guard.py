@@ -14,6 +14,12 @@ one the driver holds is not sent again, except once per guard timeout: the actor
 its command every driver period as a heartbeat, and relaying each repeat cost the
 driver and the guard as much CPU as the rest of the graph on a 2-core machine.
 
+Every check above keeps the driver's time, read from joint_states. When they stop coming
+(the driver's joint_state_broadcaster deactivated while forward_velocity_controller runs
+on, a guard cut off from them), that clock stops with them and no check can fire: the node
+then tells the guard how long it has heard none (``on_clock_lost``), and the guard sends
+zero and relays nothing until a joint state comes again.
+
 Each command carries the driver time of the joint state it answers. A command decided
 before the guard's last stop is dropped, not relayed: a dead actor's last command can
 still sit in the guard's queue when its stop fires (a busy machine, a healed network link),
@@ -45,7 +51,9 @@ class CommandGuard:
         self.state = WAITING
         self.last_command_time = None
         self.counters = dict(relayed=0, stops=0, bad_commands=0, goodbyes=0, stale=0,
-                             publisher_gone=0, late=0, sent=0)
+                             publisher_gone=0, late=0, sent=0, clock_lost=0, clockless=0)
+        self.clock_lost = False
+        """No joint state for too long (``on_clock_lost``); cleared by the next one."""
         self.last_stop_time = float('nan')
         self.last_stop_age = float('nan')
         self.last_stop_cause = ''
@@ -77,6 +85,9 @@ class CommandGuard:
         if reason:
             self.counters['bad_commands'] += 1
             return self._stop(f'bad command: {reason}', now)
+        if self.clock_lost:  # nothing to time the actor by
+            self.counters['clockless'] += 1
+            return None
         if stamp <= self.last_stop_time:  # False while never stopped (nan)
             self.counters['late'] += 1
             return None
@@ -91,6 +102,7 @@ class CommandGuard:
         Zero is sent once per stop, not repeated: a reliable stream delivers it, a driver
         that restarts starts without a command, and a guard that kept publishing would
         fight an operator's hand in freedrive, where the actor sends nothing on purpose."""
+        self.clock_lost = False
         if self.relaying:
             if publishers == 0:
                 self.counters['publisher_gone'] += 1
@@ -101,6 +113,17 @@ class CommandGuard:
                 return self._stop(f'no command for {age:.3f} s (timeout {self.timeout:g} s)',
                                   now, age)
         return None
+
+    def on_clock_lost(self, quiet: float, now: float):
+        """No joint state for ``quiet`` s of wall time (the node decides how long is too
+        long): zero to publish if relaying, else None; either way no command is relayed
+        until ``on_tick``. ``now``: the driver time of the last state heard."""
+        self.clock_lost = True
+        if not self.relaying:
+            return None
+        self.counters['clock_lost'] += 1
+        return self._stop(f'no joint_states for {quiet:.1f} s of wall time: no driver clock '
+                          'to time the actor by', now)
 
     def _invalid(self, command) -> str:
         if command.shape != (self.n,):

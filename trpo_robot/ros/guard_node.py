@@ -10,9 +10,12 @@ guard_timeout of driver time, when the actor's publisher leaves the graph, when 
 says goodbye (an empty command) or sends a malformed one; a command decided before the
 last stop is dropped (trpo_robot/robot/guard.py).
 It keeps time by the driver's joint_states stamps, so it also works on a twin at any
-real-time factor. Started next to the driver by learn.launch.py and `trpo-robot learn`.
+real-time factor; when those stop for CLOCK_LOST_AFTER of wall time it sends zero and
+relays nothing until they come back. Started next to the driver by learn.launch.py and
+`trpo-robot learn`.
 """
 import threading
+import time
 
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
@@ -32,6 +35,14 @@ PUBLISHER_CHECK_TICKS = 10
 """Driver periods between looks at the graph for the actor's publisher (a graph query per
 tick would cost more than the relay itself)."""
 
+STATES, COMMANDS = 0, 1
+"""The guard's two streams, by their index in its TakenSubscriptions."""
+CLOCK_LOST_AFTER = 2.0
+"""s of wall time without joint_states after which the guard sends zero and relays nothing
+until one comes. Twice the actor's own stall timeout (RosBackend, 1 s), so that a live actor
+stops the arm first; what is left is an actor that is dead or hung while the driver's clock
+is gone, which would otherwise leave a UR moving at its last command for ever. Counted from
+the guard's start until the first state."""
 
 GUARD_PRIORITY = 60
 """SCHED_FIFO priority, above the twin's and the actor's 50. At equal priority the two
@@ -52,14 +63,15 @@ class GuardNode(U.WorkerNode, Node):
         self._warn = U.ThrottledWarnings(self.get_logger(), LOG_EVERY)
         self._lock = threading.Lock()
         self._now = None       # stamp of the newest joint_states: the driver's clock
+        self._heard_at = time.monotonic()  # wall time of the newest joint_states
         self._ticks = 0
         self._had_publisher = False
         self.pub = self.create_publisher(Float64MultiArray, p.command_topic, U.QOS_COMMAND)
         # Both streams are taken by the relay thread itself, in order of arrival.
         self._rx = TakenSubscriptions(self, [
             (JointState, p.joint_states_topic, U.QOS_STATE_SUB),
-            (JointState, p.guard_topic, U.QOS_COMMAND)])
-        self.sub = self._rx.subscriptions[1]
+            (JointState, p.guard_topic, U.QOS_COMMAND)])  # indices STATES, COMMANDS
+        self.sub = self._rx.subscriptions[COMMANDS]
         self._stopping = threading.Event()
         self.thread = U.Worker('relay', self._relay, self.get_logger())
         self.realtime_priority = GUARD_PRIORITY if p.realtime else 0  # run_node applies it
@@ -88,8 +100,23 @@ class GuardNode(U.WorkerNode, Node):
         handlers = (self._on_state, self._on_command)
         while not self._stopping.is_set():
             self._rx.wait(WAIT)
-            for _, kind, msg in self._rx.take_all():
+            batch = self._rx.take_all()
+            if any(kind == STATES for _, kind, _ in batch):
+                self._heard_at = time.monotonic()  # a guard held by the host is not deaf
+            self._watch_clock()  # before relaying: a command may come long after a state
+            for _, kind, msg in batch:
                 handlers[kind](msg)
+
+    def _watch_clock(self):
+        quiet = time.monotonic() - self._heard_at
+        if quiet < CLOCK_LOST_AFTER:
+            return
+        with self._lock:
+            was = self.guard.state
+            out = self.guard.on_clock_lost(quiet, self._now or 0.0)
+            if out is not None:
+                self._send(out)
+        self._report(was)
 
     def _on_command(self, msg):
         with self._lock:
@@ -143,6 +170,7 @@ class GuardNode(U.WorkerNode, Node):
     def _publish_diagnostics(self):
         g = self.guard
         values = dict(state=g.state, timeout=g.timeout, driver_time=self._now or -1.0,
+                      driver_clock='lost' if g.clock_lost else 'ok',
                       last_command_time=g.last_command_time or -1.0,
                       last_stop_time=g.last_stop_time, last_stop_age=g.last_stop_age,
                       last_stop_cause=g.last_stop_cause, **g.counters)

@@ -10,7 +10,10 @@ driver_command_timeout > 0 stands in for a driver that does stop stale commands
 
 The UR's ways of not moving while joint_states keep flowing can be switched on from a test
 (std_srvs/Trigger services): ~/protective_stop, ~/stop_program, ~/deactivate_controller, and
-~/recover (activates the controller, restarts the program, clears the stop). As on the real
+~/recover (activates the controller, restarts the program, clears the stop). And the other
+way round, ~/deactivate_joint_state_broadcaster: joint_states stop while the velocity
+controller goes on executing (and holding) its command, as when that controller of the
+driver is switched off or crashes; ~/recover activates it again. As on the real
 robot, a recovered program goes on writing the command the controller holds, and an
 inactive controller ignores commands (its subscription still exists, as the controller
 manager's does) and forgets them. ~/speed_slider (std_msgs/Float64, 0..1) is the pendant's
@@ -88,6 +91,8 @@ class TwinNode(U.WorkerNode, Node):
         """forward_velocity_controller active (the driver launched with it as
         initial_joint_controller); inactive: commands ignored and forgotten."""
         self.program_running = True
+        self.broadcasting = True
+        """joint_state_broadcaster active: joint_states published every period."""
         self.protective_stop = False
         self.speed_scaling = 1.0
         self._scaling_sent = -1.0
@@ -146,6 +151,7 @@ class TwinNode(U.WorkerNode, Node):
         for name, change in (('protective_stop', self._protective_stop),
                              ('stop_program', self._stop_program),
                              ('deactivate_controller', self._deactivate_controller),
+                             ('deactivate_joint_state_broadcaster', self._silence_states),
                              ('recover', self._recover)):
             self.create_service(Trigger, f'~/{name}', self._trigger(change))
 
@@ -228,9 +234,14 @@ class TwinNode(U.WorkerNode, Node):
         self._command, self._fresh = None, True
         return 'forward_velocity_controller inactive: commands ignored'
 
+    def _silence_states(self):
+        self.broadcasting = False
+        return 'joint_state_broadcaster inactive: no joint_states; commands still executed'
+
     def _recover(self):
         self.protective_stop = False
         self.controller_active = True
+        self.broadcasting = True
         if not self.program_running:
             self.program_running = True
             self.pub_program.publish(Bool(data=True))
@@ -349,7 +360,8 @@ class TwinNode(U.WorkerNode, Node):
             msg.header.stamp = self.get_clock().now().to_msg()
         msg.position = reading.position.tolist()
         msg.velocity = reading.velocity.tolist()
-        self.pub_state.publish(msg)
+        if self.broadcasting:
+            self.pub_state.publish(msg)
         if self.command_log is not None:
             self.command_log.add(reading.stamp, self._applied, reading)
         if self.pub_clock is not None:
@@ -375,6 +387,7 @@ class TwinNode(U.WorkerNode, Node):
                       controller_active=self.controller_active,
                       program_running=self.program_running,
                       protective_stop=self.protective_stop, speed_scaling=self.speed_scaling,
+                      joint_states=self.broadcasting,
                       **self.counters)
         level = U.WARN if self.counters['bad_commands'] or self.counters['bad_teleports'] \
             else U.OK
