@@ -14,7 +14,7 @@ ALLOWED = {
     ('ros/node_utils.py', 'run_node'): 'the body of every node main()',
     ('ros/node_utils.py', '_realtime_process'): 'called by run_node alone',
     ('ros/learner_node.py', 'main'): 'the learner process',
-    ('stop_signals.py', 'install'): 'called on main paths alone (run_node, learn.Run.follow)',
+    ('stop_signals.py', 'install'): 'called on main paths alone (run_node, learn.cmd_learn)',
     ('stop_signals.py', '__exit__'): 'restores the handlers install() replaced',
     ('ros/monitor.py', '_localhost_discovery'): "restores the environment after the probe's init",
     ('trpo/trainer.py', 'train'): "restores the caller's thread count",

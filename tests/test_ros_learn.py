@@ -177,9 +177,13 @@ def _start_learn(tmp_path, trpo_robot_cmd, cli_env, rtf, arms=1):
     return out, proc, lines, reader
 
 
-@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+@pytest.mark.parametrize('sig, twice', [(signal.SIGINT, False), (signal.SIGTERM, False),
+                                        (signal.SIGINT, True)],
+                         ids=['SIGINT', 'SIGTERM', 'SIGINT-twice'])
 def test_ctrl_c_or_sigterm_stops_the_arm_writes_a_checkpoint_and_exits_0(
-        sig, tmp_path, trpo_robot_cmd, cli_env):
+        sig, twice, tmp_path, trpo_robot_cmd, cli_env):
+    """Twice: an impatient Ctrl-C while the graph stops is noted, not raised into the
+    stop sequence (the actor, then the learner's checkpoint)."""
     out, proc, lines, reader = _start_learn(tmp_path, trpo_robot_cmd, cli_env, rtf=4)
     try:
         # Into the first episodes: one is on disk (written before it is sent).
@@ -187,6 +191,10 @@ def test_ctrl_c_or_sigterm_stops_the_arm_writes_a_checkpoint_and_exits_0(
                    'a first episode')
         assert proc.poll() is None, ''.join(lines)
         proc.send_signal(sig)
+        if twice:
+            G.wait_for(lambda: proc.poll() is not None or 'interrupted' in ''.join(lines),
+                       60, 0.05, 'the run to say it stops')
+            proc.send_signal(sig)
         assert proc.wait(300) == 0, ''.join(lines)
     finally:
         if proc.poll() is None:

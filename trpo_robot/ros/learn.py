@@ -347,14 +347,17 @@ def cmd_learn(args):
     if driver is None:
         check_external_driver(domain, rp, run.arms)
     procs = []
-    try:
-        for spec in specs:
-            logs = out / 'logs' / spec.namespace if spec.namespace else out / 'logs'
-            procs.append(graph.NodeProcess.from_spec(spec, env, logs))
-        return run.follow(procs)
-    finally:
-        codes = graph.stop_all(plan.stop_order(procs), timeout=plan.STOP_GRACE_S)
-        run.finish(codes)
+    # SIGTERM (a supervisor, `kill`, systemd) stops the run as Ctrl-C does, actor first; a
+    # second one while the graph stops is noted, not raised into the stop sequence.
+    with StopSignals(run.stop) as signals:
+        try:
+            for spec in specs:
+                logs = out / 'logs' / spec.namespace if spec.namespace else out / 'logs'
+                procs.append(graph.NodeProcess.from_spec(spec, env, logs))
+            return run.follow(procs, signals)
+        finally:
+            codes = graph.stop_all(plan.stop_order(procs), timeout=plan.STOP_GRACE_S)
+            run.finish(codes)
 
 
 def run_plan(args, rp, robot_yaml, learner_yaml, driver):
@@ -417,12 +420,9 @@ class Run:
                                  fleet=len(self.arms) > 1, twin=driver == 'twin_node')
                         for i, ns in enumerate(self.arms)]
 
-    def follow(self, procs) -> int:
-        # SIGTERM (a supervisor, `kill`, systemd) stops the run as Ctrl-C does: actor first.
-        with StopSignals(self.stop) as signals:
-            return self._follow(procs, signals)
-
-    def _follow(self, procs, signals) -> int:
+    def follow(self, procs, signals) -> int:
+        """Report the run until it is done, a process dies or ``signals`` (StopSignals
+        on ``self.stop``) asks it to stop; the exit code."""
         from trpo_robot.ros.monitor import Probe
         self.monitor = Probe(self.domain, name='trpo_learn_monitor', keep=50)
         first = self.arms[0]
