@@ -1,10 +1,12 @@
 """Checkpoints round-trip exactly and refuse anything that does not fit."""
+import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save as save_file_bytes
 
 from trpo_robot.trpo import checkpoint
 from trpo_robot.trpo.agent import Agent
@@ -138,3 +140,33 @@ def test_a_weights_file_outside_the_folder_is_refused(tmp_path):
     (tmp_path / checkpoint.META).write_text(json.dumps(meta))
     with pytest.raises(checkpoint.CheckpointError, match='names a weights file'):
         checkpoint.load(tmp_path)
+
+
+def test_checkpoints_from_before_the_value_scale_load_with_the_same_values(tmp_path):
+    agent = _trained_agent()
+    checkpoint.save(agent, tmp_path, spaces=SPACES)
+    meta = checkpoint.read_meta(tmp_path)
+    tensors = checkpoint.agent_tensors(agent)
+    for key in checkpoint.VALUE_SCALE_KEYS:
+        del tensors[key]
+    blob = save_file_bytes(tensors)
+    (tmp_path / meta['weights_file']).write_bytes(blob)
+    meta['weights_sha256'] = hashlib.sha256(blob).hexdigest()
+    del meta['config']['value_scaling']
+    (tmp_path / checkpoint.META).write_text(json.dumps(meta))
+    loaded, _ = checkpoint.load(tmp_path)
+    assert loaded.config.value_scaling is False  # the run resumes as it was
+    obs = torch.randn(20, 3)
+    with torch.no_grad():
+        assert torch.equal(loaded.v(obs), agent.v(obs))
+
+
+def test_a_scaled_value_function_round_trips(tmp_path):
+    agent = _trained_agent()
+    agent.v.retarget(torch.tensor([300.0, 500.0, 100.0]))
+    checkpoint.save(agent, tmp_path, spaces=SPACES)
+    loaded, _ = checkpoint.load(tmp_path)
+    assert float(loaded.v.scale) == float(agent.v.scale) > 100
+    obs = torch.randn(20, 3)
+    with torch.no_grad():
+        assert torch.equal(loaded.v(obs), agent.v(obs))

@@ -205,3 +205,39 @@ def test_flat_grad_fills_unused_parameters_with_zeros():
     out = pi.log_std.sum()
     g = flat_grad(out, list(pi.parameters()))
     assert g.shape[0] == flat_params(pi).shape[0] and g[0] == 1 and g[1:].abs().sum() == 0
+
+
+def test_retargeting_the_value_scale_leaves_the_values_unchanged():
+    from trpo_robot.trpo.networks import ValueNet
+    v = ValueNet(4, (16, 16))
+    obs = torch.randn(64, 4)
+    with torch.no_grad():
+        before = v(obs).clone()
+        for returns in (torch.randn(500) * 300 + 40, torch.randn(500) * 0.5 - 7,
+                        torch.full((500,), 3.0)):
+            v.retarget(returns)
+            assert torch.allclose(v(obs), before, rtol=1e-4, atol=1e-3)
+    assert float(v.shift) == 3.0 and float(v.scale) == pytest.approx(1e-2)
+
+
+def test_a_scaled_value_function_fits_large_returns_in_fewer_steps():
+    """Locomotion returns in the hundreds: the same 10 Adam epochs of a fresh net get within
+    0.3 of the returns' spread with the scale (0.24-0.27 over four seeds), and stay more
+    than three spreads off without it (3.7)."""
+    from trpo_robot.trpo.networks import ValueNet
+    from trpo_robot.trpo.update import fit_value
+    obs = torch.randn(1024, 6)
+    returns = 400.0 + 150.0 * torch.tanh(obs[:, 0] - obs[:, 1])
+    cfg = TRPOConfig(value_epochs=10, value_minibatch=128)
+    errors = {}
+    for scaled in (False, True):
+        torch.manual_seed(1)
+        v = ValueNet(6, (64, 64))
+        optim = torch.optim.Adam(v.parameters(), lr=cfg.value_lr)
+        if scaled:
+            v.retarget(returns, keep_values=False)
+        fit_value(v, optim, obs, returns, cfg, torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            errors[scaled] = float((v(obs) - returns).pow(2).mean().sqrt())
+    spread = float(returns.std())
+    assert errors[True] < 0.4 * spread and errors[False] > 3 * spread

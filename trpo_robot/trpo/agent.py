@@ -77,6 +77,8 @@ class Agent:
         result = policy_step(self.pi, batch.obs, batch.actions, batch.logp,
                              batch.advantages, cfg)
         t1 = time.perf_counter()
+        if cfg.value_scaling:
+            self.v.retarget(batch.returns, keep_values=self.version > 0)
         value_loss = fit_value(self.v, self.v_optim, batch.obs, batch.returns, cfg,
                                self.generator)
         t2 = time.perf_counter()

@@ -112,7 +112,7 @@ def load(folder, *, expect_obs_dim=None, expect_act_dim=None) -> tuple[Agent, di
     spaces = meta['spaces']
     _check_dims(spaces, expect_obs_dim, expect_act_dim)
     try:
-        config = TRPOConfig.from_dict(meta['config'])
+        config = TRPOConfig.from_dict({'value_scaling': False, **meta['config']})
     except (TypeError, ValueError) as e:
         raise CheckpointError(f'checkpoint config is invalid: {e}') from None
     tensors = _read_weights(folder / _weights_name(meta, folder), meta['weights_sha256'])
@@ -154,8 +154,17 @@ def _read_weights(path, sha256):
         raise CheckpointError(f'{path} is not a valid safetensors file: {e}') from None
 
 
+VALUE_SCALE_KEYS = ('v.shift', 'v.scale')
+"""Absent from checkpoints written before ValueNet had a scale (their config has no
+value_scaling either, which load reads as off); the fresh net's identity (shift 0, scale 1)
+is exactly the value function those checkpoints saved."""
+
+
 def _load_into(agent, tensors):
     want = agent_tensors(agent)
+    tensors = dict(tensors)
+    for key in VALUE_SCALE_KEYS:
+        tensors.setdefault(key, want[key])
     optim_keys = {k for k in want if k.startswith('v_optim.')}
     missing = sorted(set(want) - set(tensors) - optim_keys)
     unknown = sorted(k for k in set(tensors) - set(want) if not k.startswith('v_optim.'))
@@ -172,6 +181,8 @@ def _load_into(agent, tensors):
         if not torch.isfinite(got).all():
             raise CheckpointError(f'tensor {key} holds NaN or inf')
     agent.pi.load_state_dict({k[3:]: v for k, v in tensors.items() if k.startswith('pi.')})
+    if not tensors['v.scale'] > 0:
+        raise CheckpointError('value scale is not positive')
     agent.v.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith('v.')})
     norm = {k[9:]: tensors[k].numpy() for k in tensors if k.startswith('obs_norm.')}
     if (norm['var'] < 0).any():

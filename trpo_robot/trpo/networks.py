@@ -104,12 +104,37 @@ class PolicySnapshot:
 
 
 class ValueNet(nn.Module):
+    """V(s) = net(s) * scale + shift.
+
+    Returns of locomotion tasks reach the hundreds while a freshly initialised net outputs
+    about +-1, so an unscaled net spends its Adam steps chasing the scale. ``retarget``
+    moves shift and scale to a batch's return statistics and rescales the output layer so
+    that V(s) is unchanged by the move (PopArt, van Hasselt et al. 2016), except before the
+    first fit. At shift 0 and
+    scale 1 (checkpoints written before the scale existed) V is exactly the plain net.
+    """
+
     def __init__(self, obs_dim, hidden=(64, 64)):
         super().__init__()
         self.net = TanhMLP((obs_dim, *hidden, 1), out_gain=1.0)
+        self.register_buffer('shift', torch.zeros(()))
+        self.register_buffer('scale', torch.ones(()))
 
     def forward(self, obs):
-        return self.net(obs).squeeze(-1)
+        return self.net(obs).squeeze(-1) * self.scale + self.shift
+
+    @torch.no_grad()
+    def retarget(self, returns, keep_values=True, min_scale=1e-2):
+        """keep_values=False for a net never fitted: its values are noise worth nothing,
+        and keeping them would leave the net to move its output by mean/spread units."""
+        shift = returns.mean()
+        scale = returns.std(unbiased=False).clamp_min(min_scale)
+        if keep_values:
+            out = self.net.layers[-1]
+            out.weight.mul_(self.scale / scale)
+            out.bias.mul_(self.scale).add_(self.shift - shift).div_(scale)
+        self.shift.copy_(shift)
+        self.scale.copy_(scale)
 
 
 class RunningNorm:
