@@ -53,10 +53,11 @@ class TRPOConfig:
     value_scaling: bool = False
     """Fit the value network in units of each batch's return spread (ValueNet.retarget).
     Off by default because it does not win everywhere (2026-12-07, bench/learning.py,
-    defaults otherwise): Pendulum-v1 100k median -134 against -195, HalfCheetah-v5 300k
-    1,324 against 1,207, InvertedPendulum and InvertedDoublePendulum unchanged, but
-    Walker2d-v5 300k, seeds 0-4, median 838 against 1,091 (778 against 1,070 at max KL
-    0.02); why is not established, and its seeds spread 561-3,928 either way."""
+    defaults otherwise): Pendulum-v1 100k median -134 against -210, HalfCheetah-v5 300k
+    1,324 against 1,207 (2026-12-01), InvertedPendulum and InvertedDoublePendulum
+    unchanged, but Walker2d-v5 300k, seeds 0-4, median 838 against 1,091 (778 against
+    1,070 at max KL 0.02); why is not established, and its seeds spread 561-3,928 either
+    way."""
     policy_hidden: tuple = (64, 64)
     """Hidden layer widths of the policy mean network (tanh)."""
     value_hidden: tuple = (64, 64)
