@@ -332,7 +332,7 @@ class ActorNode(U.WorkerNode, Node):
             lateness_max_ms=timing.max * 1e3, transport_p50_ms=transport.p50 * 1e3,
             transport_p99_ms=transport.p99 * 1e3, transport_max_ms=transport.max * 1e3,
             realtime=U.is_realtime(self.thread), bad_joint_states=b.bad_states, stalls=b.stalls,
-            guard_losses=b.guard_losses,
+            guard_losses=b.guard_losses, guard_lost_after_ms=b.guard_lost_after * 1e3,
             teleport_fallbacks=s.teleport_fallbacks, publish_failures=s.publish_failures,
             stored=s.stored, store_failures=s.store_failures, sequence=self.actor.sequence,
             reset_ticks=b.reset_ticks, teleports=s.teleports,

@@ -37,6 +37,7 @@ from trpo_robot.robot.follow import FollowWatchdog
 from trpo_robot.robot.rate import LatenessHistogram, TimingStats
 from trpo_robot.ros import node_utils as U
 from trpo_robot.ros.acting import TeleportUnavailable
+from trpo_robot.ros.guard_watch import GuardWatch
 from trpo_robot.ros.rclpy_internals import TakenSubscriptions
 
 FREEDRIVE_KEEPALIVE = 0.5
@@ -122,9 +123,9 @@ class RosBackend(Backend):
                  driver_topic: str | None = None, guard_timeout: float = 0.0,
                  guard_slack: float = GUARD_SLACK):
         """``driver_topic`` (with ``stamped``): the driver's command topic behind the
-        guard. The backend listens there for the guard's relays and, when the guard falls
-        silent for two ``guard_timeout`` of driver time (plus ``guard_slack`` of wall time,
-        see guard_slack()) while commands flow, publishes zero there itself and raises
+        guard. The backend listens there for the guard's relays and, when the guard owes
+        one for two ``guard_timeout`` of driver time (plus ``guard_slack`` of wall time,
+        see guard_slack() and GuardWatch), publishes zero there itself and raises
         GuardSilent."""
         self.node = node
         self.follow = follow
@@ -169,8 +170,9 @@ class RosBackend(Backend):
         self.guard_losses = 0
         self._watch = None
         if stamped and driver_topic:
-            self._watch = _GuardWatch(node, driver_topic, self._n,
-                                      2 * guard_timeout / self._rate + guard_slack)
+            self._watch = GuardWatch(node, driver_topic, self._n,
+                                     silence=2 * guard_timeout / self._rate + guard_slack,
+                                     stop_after=guard_timeout / self._rate)
 
     # -- Backend protocol ------------------------------------------------------------------
 
@@ -289,6 +291,11 @@ class RosBackend(Backend):
     def command_listeners(self) -> int:
         """Subscribers matched to the command topic (the guard, or the driver)."""
         return self._pub.get_subscription_count()
+
+    @property
+    def guard_lost_after(self) -> float:
+        """Wall s the guard had owed a relay when it was last found lost (0: never)."""
+        return 0.0 if self._watch is None else self._watch.lost_after
 
     def guard_relays(self) -> bool:
         """The guard has relayed a command of ours to the driver (True without a guard
@@ -465,61 +472,6 @@ class RosBackend(Backend):
     def _bad(self, reason):
         self.bad_states += 1
         self.bad_reason = reason
-
-
-class _GuardWatch:
-    """Is the command guard still relaying? Heard on the driver's command topic, taken by
-    the control thread at each publish (no executor, a few microseconds).
-
-    Armed by the first relay heard: before it, discovery may not have matched this
-    subscription with the guard's publisher yet. The actor's start-up waits for that first
-    relay (RosBackend.guard_relays), sending zero for the guard to relay."""
-
-    def __init__(self, node, driver_topic, dof, silence):
-        self._rx = TakenSubscriptions(node, [(Float64MultiArray, driver_topic, U.QOS_COMMAND)])
-        self._direct = node.create_publisher(Float64MultiArray, driver_topic, U.QOS_COMMAND)
-        self.silence, self._zero = silence, [0.0] * dof
-        self._relayed = self._last_publish = self._since = self._lost_at = 0.0
-        self.lost = False
-        self._echoes = 0
-        self.fault = ''
-        """Set when the guard is found lost; send_velocity raises it once."""
-
-    def published(self) -> bool:
-        """After each command to the guard: True when the guard has just been found lost
-        (the zero is then on its way to the driver)."""
-        now = time.monotonic()
-        if now - self._last_publish > self.silence:
-            self._since = now  # commands resume after a pause: the guard gets its time
-        self._last_publish = now
-        heard = 0
-        while self._rx.take() is not None:
-            heard += 1
-        if heard > self._echoes:  # beyond our own zero: the guard relays (again)
-            self._echoes = 0
-            self._relayed, self.lost = now, False
-            return False
-        self._echoes -= heard
-        silent = now - max(self._relayed, self._since)
-        if self.lost or not self._relayed or silent <= self.silence:
-            return False  # not before a first relay: the subscription may not match yet
-        self.lost, self._lost_at = True, now
-        self._echoes = 1  # this topic carries our zero back to us, which is no relay
-        self._direct.publish(Float64MultiArray(data=self._zero))
-        self.fault = (f'the command guard relayed nothing to {self._direct.topic_name} for '
-                      f'{silent * 1e3:.0f} ms of wall time while commands went to it: it '
-                      'is dead or hung; zero sent to the driver directly')
-        return True
-
-    @property
-    def relayed_once(self) -> bool:
-        return self._relayed > 0.0
-
-    def still_lost(self) -> str:
-        """Why acting is refused while the guard has not relayed since it was lost."""
-        return (f'the command guard has relayed nothing to {self._direct.topic_name} for '
-                f'{(time.monotonic() - self._lost_at) * 1e3:.0f} ms of wall time, since it was '
-                'found silent: it is dead or hung; the arm stays stopped')
 
 
 class SimRosBackend(RosBackend):
