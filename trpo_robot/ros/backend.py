@@ -171,8 +171,7 @@ class RosBackend(Backend):
         self._watch = None
         if stamped and driver_topic:
             self._watch = GuardWatch(node, driver_topic, self._n,
-                                     silence=2 * guard_timeout / self._rate + guard_slack,
-                                     stop_after=guard_timeout / self._rate)
+                                     2 * guard_timeout / self._rate + guard_slack)
 
     # -- Backend protocol ------------------------------------------------------------------
 

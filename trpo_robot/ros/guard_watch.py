@@ -6,9 +6,8 @@ topic and, when the guard owes one for too long, publishes zero there itself.
 
 What a live guard owes (trpo_robot/robot/guard.py): a relay after every command, sent at
 most one guard timeout of driver time later (a repeat of the command the driver holds is
-relayed once per timeout); and, when the actor's commands stop, a zero one timeout after
-the last of them. So each command, and each pause in the commands, opens a debt that only a
-relay *sent after it* pays.
+relayed once per timeout). So each command opens a debt that only a relay *sent after it*
+pays, and the watch counts from the oldest unpaid one.
 
 Relays are dated by when the guard sent them (the older of DDS's source and receipt
 stamps), never by when this process took them: an actor held by the host drains, when it
@@ -36,16 +35,23 @@ class GuardWatch:
     relay (RosBackend.guard_relays), sending zero for the guard to relay.
 
     silence: wall s a debt may stay unpaid before the guard counts as lost (two guard
-    timeouts of driver time plus the host's slack). stop_after: wall s after the actor's
-    last command at which a live guard sends its zero (one guard timeout)."""
+    timeouts of driver time plus the host's slack).
 
-    def __init__(self, node, driver_topic, dof, silence, stop_after):
+    Not covered: a guard that dies while this actor sends nothing (held by the host, or
+    in freedrive) after relaying all it was sent. Nothing is owed then, so the first
+    command after the pause opens the window, and the arm runs on at the guard's last
+    relay for that window beyond the pause. Owing the guard's timeout zero for the pause
+    would close it, but a driver clock frozen through the pause owes no zero, and a clock
+    that resumes just before this actor does races the guard's zero: a guard found lost
+    falsely aborts an episode, so the watch does not try."""
+
+    def __init__(self, node, driver_topic, dof, silence):
         self._rx = TakenSubscriptions(node, [(Float64MultiArray, driver_topic, U.QOS_COMMAND)])
         self._direct = node.create_publisher(Float64MultiArray, driver_topic, U.QOS_COMMAND)
         self._own = _publisher_gid(node, self._direct)
-        self.silence, self.stop_after, self._zero = silence, stop_after, [0.0] * dof
+        self.silence, self._zero = silence, [0.0] * dof
         self._owed = deque()  # monotonic times from which a relay is owed, oldest first
-        self._relayed = self._last_publish = self._lost_at = 0.0
+        self._relayed = self._lost_at = 0.0
         self.lost = False
         self.lost_after = 0.0
         """Wall s the guard had owed a relay when it was last found lost."""
@@ -56,9 +62,8 @@ class GuardWatch:
         """After each command to the guard: True when the guard has just been found lost
         (the zero is then on its way to the driver)."""
         now = time.monotonic()
-        if self._relayed and not self.lost:
-            self._owe(now)
-        self._last_publish = now
+        if self._relayed and not self.lost:  # armed, and not already lost
+            self._owed.append(now)
         newest = self._newest_relay(now)
         if newest is not None:
             self._paid(newest)
@@ -79,14 +84,6 @@ class GuardWatch:
         return (f'the command guard has relayed nothing to {self._direct.topic_name} for '
                 f'{(time.monotonic() - self._lost_at) * 1e3:.0f} ms of wall time, since it was '
                 'found silent: it is dead or hung; the arm stays stopped')
-
-    def _owe(self, now):
-        if now - self._last_publish > self.stop_after:
-            # A pause: the guard owed its zero one timeout after our last command (or a
-            # relay of this one). Half of it, so that a driver clock catching up after a lag
-            # cannot date a live guard's zero before the debt.
-            self._owed.append(self._last_publish + self.stop_after / 2)
-        self._owed.append(now)
 
     def _paid(self, sent):
         """A relay the guard sent at monotonic time ``sent``: it was alive then, so every
