@@ -16,6 +16,7 @@ from std_msgs.msg import Float64MultiArray
 from trpo_robot.ros import graph as G
 from trpo_robot.ros import node_utils as U
 from trpo_robot.ros import rclpy_internals as RI
+from trpo_robot.ros.guard_watch import _gid, GuardWatch
 from trpo_robot.ros.monitor import _localhost_discovery
 
 pytestmark = pytest.mark.timeout(120)
@@ -111,3 +112,26 @@ def test_the_node_holds_them_and_its_executor_leaves_them_alone(graph):
         executor.shutdown()
     taken = _until(rx, bool, 'message left for the taking thread')
     assert list(taken[-1][2].data) == [3.0]
+
+
+def test_the_guard_watch_tells_its_own_zero_from_another_process_by_publisher_gid(graph):
+    """The watch reads its own publisher's gid from the graph; what DDS reports with each
+    message must be the same bytes, or the actor's zero, echoed back, would pass for the
+    guard relaying again and the arm would be acted into a dead guard."""
+    node, start_sender = graph
+    watch = GuardWatch(node, 'e', 1, silence=1.0)
+    rx = RI.TakenSubscriptions(node, [(MSG, 'e', U.QOS_COMMAND)])
+    start_sender('/e', 5.0)
+    senders = set()
+    while not senders:  # bounded by the test's timeout
+        rx.wait(10.0)
+        while (taken := rx.take()) is not None:
+            senders.add(_gid(taken[1]['publisher_gid']))
+    watch._direct.publish(MSG(data=[0.0]))
+    ours = set()
+    while not ours:
+        rx.wait(10.0)
+        while (taken := rx.take()) is not None:
+            if list(taken[0].data) == [0.0]:
+                ours.add(_gid(taken[1]['publisher_gid']))
+    assert ours == {watch._own} and watch._own not in senders and watch._own
