@@ -288,7 +288,11 @@ class TwinNode(U.WorkerNode, Node):
                 self._applied = np.zeros(self.n)
                 stopped = True
             elif self.backend.freedrive:
-                pass  # the operator's: no command, no receive timeout
+                # The operator's: no command, no receive timeout. A halt met here is not
+                # news when freedrive ends: the end's own state must stay readable, and a
+                # halt this loop happened not to see before freedrive began (a host
+                # hiccup) overwrote it (a fresh-clone `make test`).
+                self._halt_said = halted
             elif halted:
                 if not stopped:
                     self._halt()
