@@ -13,13 +13,19 @@ as root, each graph's twin and actor would put every one of their threads at FIF
 2-core machine running several graphs at once those threads starve every normal thread,
 the probe's and the learner's included (see the report on issue #13).
 """
+import os
 from pathlib import Path
+import signal
+import time
 
+from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from trpo_robot.ros import graph as G
 from trpo_robot.ros import params as P
+from trpo_robot.ros import node_utils as U
 from trpo_robot.ros.monitor import Probe
+from trpo_robot.store import EpisodeStore
 
 CONFIG = Path(__file__).resolve().parent.parent / 'config'
 
@@ -33,8 +39,10 @@ class Graph:
         self.domain = G.free_domain_id()
         self.env = G.ros_env(self.domain)
         values = P.node_parameters([CONFIG / f'{robot}.yaml'], 'actor_node')
+        # the test is the twin's operator: a hold stays until the test acts on it
         self.rp = P.build(P.RobotParams, {**values, 'episode_dir': str(self.folder / 'episodes'),
-                                          'realtime': False, **(robot_params or {})})
+                                          'realtime': False, 'twin_hold_releases': 0,
+                                          **(robot_params or {})})
         lvalues = P.node_parameters([CONFIG / 'learner.yaml'], 'learner_node')
         lvalues.update({'checkpoint_dir': str(self.folder / 'checkpoint'),
                         'log_dir': str(self.folder), **(learner_params or {})})
@@ -140,3 +148,37 @@ def fleet_files(folder, **robot):
                                    'log_dir': str(folder), 'trpo.batch_steps': 150})
     return (rp, lp, P.write_param_file(folder / 'robot.yaml', P.to_ros(rp)),
             P.write_param_file(folder / 'learner.yaml', P.to_ros(lp)))
+
+
+def state_probe(domain, actors):
+    """A probe hearing each actor's ~/state (its namespace/name, no leading slash), the
+    lifecycle phase the actor publishes on every change; returned once matched, so that
+    no change is missed from then on (a hold the actor ends within milliseconds)."""
+    probe = Probe(domain, name='trpo_test_state')
+    for actor in actors:
+        probe.listen(actor, String, f'/{actor}/state', U.QOS_POLICY)
+    for actor in actors:  # latched: heard at once when matched, and from then on each change
+        G.wait_for(lambda key=actor: probe.got(key), 60, 0.05, f'{actor}/state')
+    return probe
+
+
+def stop_until_held(guard_pid, probe, actor):
+    """SIGSTOP the guard until the actor says HOLD, then SIGCONT it: the fault lasts one
+    hold, and the reset that follows meets a guard that relays again (a reset acted under
+    a still silent guard would be held in turn). Returns when it began, on the wall clock
+    of the episode files' times."""
+    began, heard = time.time(), time.monotonic()
+    os.kill(guard_pid, signal.SIGSTOP)
+    try:
+        G.wait_for(lambda: any(t > heard and msg.data == 'hold' for t, msg in probe.got(actor)),
+                   120, 0.01, f'{actor} to hold the arm')
+    finally:
+        os.kill(guard_pid, signal.SIGCONT)
+    return began
+
+
+def episodes_after(folder, began, actor_prefix=''):
+    """Episodes in the store ``folder`` recorded since ``began`` (wall clock), of the
+    actors whose folder starts with ``actor_prefix`` (one arm of a fleet)."""
+    return sum(1 for actor, _, path in EpisodeStore(folder).episodes()
+               if actor.startswith(actor_prefix) and path.stat().st_mtime > began)

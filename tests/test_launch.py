@@ -21,6 +21,7 @@ import pytest
 
 from launch_support import (Launch, LAUNCH_FILES, launch_env, launch_missing, MARKER,
                             needs_launch, PACKAGE, ROOT)
+from ros_support import episodes_after, state_probe, stop_until_held
 from trpo_robot.paths import share_file
 from trpo_robot.ros import graph as G
 from trpo_robot.ros import params as P
@@ -215,6 +216,37 @@ def test_ros2_launch_learns_and_stops_cleanly(robot, batch, tmp_path, prefix, ro
         assert (earlier[0] / 'progress.csv').read_text() == 'an earlier run\n'
         assert 'an earlier run' not in (run / 'progress.csv').read_text()
     finally:
+        launch.close()
+
+
+@needs_launch
+def test_under_ros2_launch_the_actor_resets_a_held_twin_and_learning_goes_on(
+        tmp_path, prefix, ros2):
+    """`ros2 launch` has no `trpo-robot learn` to act as the twin's operator, so the actor
+    is: a guard silent until the arm is held (a host's hiccup) costs one episode, then the
+    actor resets the arm itself and episodes are recorded again."""
+    run = tmp_path / 'run'
+    env = launch_env(tmp_path, prefix)
+    launch = Launch(ros2, env, tmp_path, 'learn.launch.py',
+                    ['robot:=ur5', 'use_sim:=true', 'real_time_factor:=2.0', f'out:={run}'])
+    probe = None
+    try:
+        def recorded(after=0.0, n=1):
+            assert launch.proc.poll() is None, f'ros2 launch exited:\n{launch.output()}'
+            return (run / 'episodes').is_dir() and episodes_after(run / 'episodes', after) >= n
+        G.wait_for(recorded, 240, 0.2, 'a first episode')
+        guard = int(re.search(r'\[guard_node-\d+\]: process started with pid \[(\d+)\]',
+                              launch.output()).group(1))
+        probe = state_probe(int(env['ROS_DOMAIN_ID']), ['actor_node'])
+        began = stop_until_held(guard, probe, 'actor_node')
+        # the episode the hold cut, then one acted after the actor's own reset
+        G.wait_for(lambda: recorded(began, 2), 240, 0.2, 'episodes after the hold')
+        text = launch.output()
+        assert 'twin: the actor ends hold 1 of 3 a run: auto reset started' in text, text[-4000:]
+        assert launch.interrupt(timeout=90) == 0, launch.output()[-4000:]
+    finally:
+        if probe is not None:
+            probe.close()
         launch.close()
 
 

@@ -12,7 +12,8 @@ from safetensors.numpy import save as st_save
 
 from trpo_robot import auth
 from trpo_robot.robot.backend import BackendFault
-from trpo_robot.ros.acting import Actor, PolicyInbox, TeleportUnavailable
+from trpo_robot.robot.lifecycle import Phase
+from trpo_robot.ros.acting import Actor, PolicyInbox, TeleportUnavailable, TwinHoldRelease
 from trpo_robot.ros.learning import LearnerCore
 from trpo_robot.ros.params import build, LearnerParams, RobotParams
 from trpo_robot.trpo import checkpoint, wire
@@ -498,3 +499,58 @@ def test_an_episode_the_disk_refused_is_recorded_once_the_disk_takes_it_again(en
         actor.episode(threading.Event())
         assert len(sent) == 2 and actor.stats.stored == 2
         assert [s for _, s, _ in store.episodes()] == [0, 1]
+
+
+def test_on_a_twin_the_actor_ends_each_hold_up_to_its_limit_but_never_a_pause():
+    """Each fault holds the arm; the actor of a twin resets it as an operator would, up
+    to the limit a run, and says so. A pause is the operator's (it stays held until
+    resumed), and the first hold past the limit waits for a person."""
+    env = make_twin_env(TASK)
+    logs = []
+    release = TwinHoldRelease(2, logs.append, clock=env.backend.now)  # twin time: no waiting
+    actor, inbox, sent = _lifecycle_actor(env, hold_release=release)
+    actor.twin_heard = {}  # the twin's conditions: this arm is a twin
+    lc = actor.lifecycle
+    inbox.offer(_policy(0))
+    _cycle_until(actor, lambda: len(sent) == 1)
+    lc.fault('test: first')
+    _cycle_until(actor, lambda: lc.phase is Phase.HOLD)
+    held = env.backend.now()
+    _cycle_until(actor, lambda: lc.phase is not Phase.HOLD)
+    assert env.backend.now() - held >= TwinHoldRelease.SETTLE_S  # a look before the reset
+    assert logs[-1] == 'twin: the actor ends hold 1 of 2 a run: auto reset started', logs
+    _cycle_until(actor, lambda: len(sent) == 2)  # learning went on
+    lc.pause('test')
+    _cycle_until(actor, lambda: lc.phase is Phase.HOLD)
+    _wait(actor, 3 * TwinHoldRelease.SETTLE_S)
+    assert lc.phase is Phase.HOLD and lc.holds == 2 and not any('hold 2' in t for t in logs)
+    lc.resume()
+    _cycle_until(actor, lambda: len(sent) == 3)
+    lc.fault('test: past the limit')
+    _cycle_until(actor, lambda: lc.holds == 3)
+    _wait(actor, 3 * TwinHoldRelease.SETTLE_S)
+    assert lc.phase is Phase.HOLD and len(sent) == 3
+    assert logs[-1] == ('twin: hold 3 is past the 2 a run the actor ends itself: the arm '
+                        'waits for the operator'), logs
+    env.close()
+
+
+def test_an_actor_that_heard_no_twin_never_ends_a_hold(env):
+    """A real arm publishes no twin conditions: whatever the limit, a hold waits for the
+    operator."""
+    logs = []
+    release = TwinHoldRelease(3, logs.append, clock=env.backend.now)  # twin time: no waiting
+    actor, inbox, sent = _lifecycle_actor(env, hold_release=release)
+    lc = actor.lifecycle
+    inbox.offer(_policy(0))
+    _cycle_until(actor, lambda: len(sent) == 1)
+    lc.fault('test')
+    _cycle_until(actor, lambda: lc.phase is Phase.HOLD)
+    _wait(actor, 3 * TwinHoldRelease.SETTLE_S)
+    assert lc.phase is Phase.HOLD and lc.holds == 1 and logs == [] and len(sent) == 1
+
+
+def _wait(actor, seconds):
+    """Lifecycle ticks for ``seconds`` of twin time: several times what a release waits."""
+    until = actor.backend.now() + seconds
+    _cycle_until(actor, lambda: actor.backend.now() >= until)

@@ -10,6 +10,7 @@ import json
 import math
 import os
 from pathlib import Path
+import re
 import signal
 import subprocess
 import threading
@@ -17,6 +18,7 @@ import threading
 import pytest
 
 from board_support import assert_drawn, read_scalars
+from ros_support import episodes_after, state_probe, stop_until_held
 from trpo_robot.ros import graph as G
 from trpo_robot.ros import params as P
 from trpo_robot.ros.learn import read_progress
@@ -208,28 +210,26 @@ def test_ctrl_c_or_sigterm_stops_the_arm_writes_a_checkpoint_and_exits_0(
     assert 'learner stopped at version' in (out / 'logs' / 'learner_node.log').read_text()
 
 
-def test_learn_resets_a_held_twin_and_goes_on_then_holds_it_for_the_operator(
+def test_the_actor_resets_a_held_twin_and_learning_goes_on_then_it_waits_for_the_operator(
         tmp_path, trpo_robot_cmd, cli_env):
     """A guard that stops relaying (SIGSTOP: alive, silent) leaves the arm unfollowing and
-    unrelayed; the actor stops it and holds it for an operator. On a twin `trpo-robot
-    learn` is that operator: it says so, resets the arm and learning goes on, up to three
-    times a run. A fourth hold waits for a person, and the run says so at once rather than
-    go quiet as if it were hung."""
+    unrelayed; the actor stops it and holds it for an operator. On a twin the actor is that
+    operator: it resets the arm and learning goes on, up to three holds a run, and learn
+    says so. A fourth hold waits for a person, and the run says so at once rather than go
+    quiet as if it were hung."""
     out, proc, lines, reader = _start_learn(tmp_path, trpo_robot_cmd, cli_env, rtf=2)
-    guard = None
+    guard = probe = None
     said, wait_said = _said(proc, lines)
     try:
         G.wait_for(lambda: proc.poll() is not None or _any_episode(out), 600, 0.2,
                    'a first episode')
         assert proc.poll() is None, ''.join(lines)
+        probe = _state_probe(lines, ['actor_node'])
         guard = _node_pid('guard_node', out)
-        os.kill(guard, signal.SIGSTOP)  # a hiccup: held once, then the guard is back
-        wait_said('learn resets it', 1, 'the run to reset the held arm')
-        os.kill(guard, signal.SIGCONT)
-        wait_said('arm no longer held', 1, 'the arm to leave HOLD')
-        recorded = len(EpisodeStore(out / 'episodes').episodes())
+        stopped = stop_until_held(guard, probe, 'actor_node')  # a hiccup: the guard is back
+        wait_said('the actor resets it', 1, 'the run to say the held arm is reset')
         G.wait_for(lambda: proc.poll() is not None or
-                   len(EpisodeStore(out / 'episodes').episodes()) > recorded + 1, 300, 0.2,
+                   episodes_after(out / 'episodes', stopped) >= 2, 300, 0.2,
                    'episodes after the reset')
         assert not said('Learning waits'), ''.join(lines)
         os.kill(guard, signal.SIGSTOP)  # hung for good: two more resets, then a person
@@ -238,14 +238,9 @@ def test_learn_resets_a_held_twin_and_goes_on_then_holds_it_for_the_operator(
         proc.send_signal(signal.SIGINT)
         assert proc.wait(300) == 0, ''.join(lines)
     finally:
-        if guard is not None:
-            with contextlib.suppress(ProcessLookupError):  # gone with the run
-                os.kill(guard, signal.SIGCONT)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _cleanup(proc, guard, probe)
     reader.join(5)
-    released = said('learn resets it')
+    released = said('the actor resets it')
     assert [line.split('(')[-1] for line in released] == [
         f'{k} of 3 a run; then it waits for the operator).\n' for k in (1, 2, 3)], released
     held = said('Learning waits')[-1]
@@ -254,38 +249,56 @@ def test_learn_resets_a_held_twin_and_goes_on_then_holds_it_for_the_operator(
     # either holds the arm, and the line says which.
     assert held.startswith('ARM HELD (hold) after a fault: ') and 'reset_done' in held, held
     assert 'did not follow' in released[0] or 'relayed nothing' in released[0], released[0]
+    log = (out / 'logs' / 'actor_node.log').read_text()
+    assert [f'the actor ends hold {k} of 3 a run: auto reset started' in log
+            for k in (1, 2, 3)] == [True] * 3, log[-4000:]
+    assert 'hold 4 is past the 3 a run the actor ends itself' in log, log[-4000:]
 
 
-def test_learn_releases_the_held_arm_of_a_fleet_and_names_it(
-        tmp_path, trpo_robot_cmd, cli_env):
-    """One arm of two held (its guard stopped): the run names it, resets it, and the other
-    arm was never held."""
+def test_the_held_arm_of_a_fleet_is_reset_and_named(tmp_path, trpo_robot_cmd, cli_env):
+    """One arm of two held (its guard stopped): its actor resets it, the run names it, and
+    the other arm was never held."""
     out, proc, lines, reader = _start_learn(tmp_path, trpo_robot_cmd, cli_env, rtf=1, arms=2)
-    guard = None
+    guard = probe = None
     said, wait_said = _said(proc, lines)
     try:
         G.wait_for(lambda: proc.poll() is not None or any(
             actor.startswith('arm2') for actor, _, _ in _any_episode(out) or ()), 600, 0.2,
             'a first episode of arm2')
         assert proc.poll() is None, ''.join(lines)
+        probe = _state_probe(lines, ['arm2/actor_node'])
         guard = _node_pid('guard_node', out, namespace='arm2')
-        os.kill(guard, signal.SIGSTOP)
+        stopped = stop_until_held(guard, probe, 'arm2/actor_node')
         wait_said('arm2: ARM HELD (hold) after a fault', 1, 'the run to name the held arm')
-        os.kill(guard, signal.SIGCONT)
-        wait_said('arm2: arm no longer held', 1, 'arm2 to leave HOLD')
+        G.wait_for(lambda: proc.poll() is not None or
+                   episodes_after(out / 'episodes', stopped, 'arm2') >= 2, 300, 0.2,
+                   'episodes of arm2 after the reset')
         proc.send_signal(signal.SIGINT)
         assert proc.wait(300) == 0, ''.join(lines)
     finally:
-        if guard is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(guard, signal.SIGCONT)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _cleanup(proc, guard, probe)
     reader.join(5)
-    assert 'learn resets it and goes on (1 of 3 a run' in said('arm2: ARM HELD')[0], \
+    assert 'the actor resets it and goes on (1 of 3 a run' in said('arm2: ARM HELD')[0], \
         ''.join(lines)
     assert not said('arm1: ARM HELD'), ''.join(lines)
+
+
+def _state_probe(lines, actors):
+    """A probe on the run's domain (from its first line) hearing each actor's ~/state."""
+    said = re.compile(r'ROS_DOMAIN_ID (\d+)')
+    domain = next(int(m.group(1)) for m in map(said.search, lines) if m)
+    return state_probe(domain, actors)
+
+
+def _cleanup(proc, guard, probe):
+    if guard is not None:
+        with contextlib.suppress(ProcessLookupError):  # gone with the run
+            os.kill(guard, signal.SIGCONT)
+    if probe is not None:
+        probe.close()
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
 
 
 def _said(proc, lines):
@@ -407,26 +420,22 @@ def test_a_new_run_sets_an_earlier_one_aside_and_a_resumed_run_continues_it(
     assert len(list((out / 'earlier').iterdir())) == 2
 
 
-def test_learn_releases_each_hold_of_a_twin_once_up_to_its_limit_then_leaves_it_held():
-    """Holds are counted, not seen: a hold that a reset ended between two polls still
-    counts, and the first hold past the limit says that learning waits for a person."""
+def test_learn_names_each_hold_the_actor_ends_up_to_its_limit_then_the_operators():
+    """Holds are counted, not seen: a hold that the actor's reset ended between two polls
+    still counts, and the first hold past the limit says that learning waits for a
+    person."""
     from trpo_robot.ros.learn import TwinRelease
     release = TwinRelease(limit=2)
     hold = {'phase': 'hold', 'instructions': 'call ~/reset_done'}
     assert release.notice({'phase': 'run', 'holds': 0}, '') is None
-    assert not release.due('run')
     first = release.notice({**hold, 'holds': 1}, 'guard silent')
     assert first.endswith('(1 of 2 a run; then it waits for the operator).'), first
-    assert 'after a fault: guard silent' in first
-    assert release.due('hold') and not release.due('hold')  # asked; again after RETRY
-    release.asked -= TwinRelease.RETRY
-    assert release.due('hold')  # the same hold, still on: the request may have been lost
+    assert 'after a fault: guard silent' in first and 'the actor resets it' in first
     assert release.notice({**hold, 'holds': 1}, 'guard silent') is None  # no new hold
-    # the next hold came and went between two polls: still the second, still released
+    # the next hold came and went between two polls: still the second, still named
     assert '(2 of 2' in release.notice({'phase': 'run', 'holds': 2}, 'again')
     past = release.notice({**hold, 'holds': 3}, 'again')
     assert past.startswith('ARM HELD (hold) after a fault: again. Learning waits'), past
-    assert not release.due('hold')
     assert release.notice({**hold, 'holds': 4}, 'again') is None  # said once
 
 
@@ -440,8 +449,7 @@ def test_learn_follows_every_arm_of_a_fleet_and_names_the_held_one():
     assert first.see(running, '') == '' and second.see(running, '') == ''
     said = second.see({'phase': 'hold', 'holds': 1}, 'did not follow')
     assert said.startswith('arm2: ARM HELD (hold) after a fault: did not follow'), said
-    assert second.release.due(second.last_phase) and first.last_phase == 'run'
-    assert not first.release.due(first.last_phase)
+    assert second.last_phase == 'hold' and first.last_phase == 'run'
     assert second.see(running | {'holds': 1}, '') == 'arm2: arm no longer held: run'
     alone = ArmWatch('', 'actor', twin=False)
     alone.see(running, '')

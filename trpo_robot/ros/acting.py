@@ -288,6 +288,49 @@ class SwapEvent:
     missed_ticks: int
 
 
+class TwinHoldRelease:
+    """On a twin nobody stands by the arm, so the actor is the operator a hold waits for: it
+    ends each hold with a reset, up to ``limit`` holds a run, whichever entry point started
+    the graph (`ros2 launch` has no `trpo-robot learn` to do it). A host's hiccup is enough
+    to hold a twin: at 4x, a guard held 92 ms at start-up is 368 ms of the twin's time on
+    the last command. Each fault still aborted its episode, stopped the arm and is logged;
+    past the limit the arm stays held for a person to see what keeps failing. Never on a
+    real arm: only an actor that heard the twin's conditions releases, and a paused or
+    e-stopped arm is the operator's."""
+
+    SETTLE_S = 1.0
+    """Seconds a hold lasts before the reset, as an operator would look first: a cause
+    still there (a guard not yet relaying again) holds a reset's first motion at once, and
+    without the wait a run's releases were spent in half a second (three, 170 ms apart)."""
+
+    def __init__(self, limit: int, log, clock=time.monotonic):
+        self.limit = limit
+        self._log, self._clock = log, clock
+        self._ended = 0
+        """The lifecycle's hold count when this last acted on a hold."""
+        self._seen = (0, 0.0)
+        """(hold count, clock time) when the current hold was first seen."""
+
+    def step(self, lc, on_twin: bool):
+        """Called every lifecycle tick: a reset for a new hold within the limit, once it
+        has lasted SETTLE_S."""
+        holds = lc.holds
+        if not on_twin or lc.phase is not Phase.HOLD or lc.paused or holds <= self._ended:
+            return
+        if self._seen[0] != holds:
+            self._seen = (holds, self._clock())
+        if self._clock() - self._seen[1] < self.SETTLE_S:
+            return
+        self._ended = holds
+        if holds > self.limit:
+            self._log(f'twin: hold {holds} is past the {self.limit} a run the actor ends '
+                      'itself: the arm waits for the operator')
+            return
+        ok, message = lc.request_reset()
+        self._log(f'twin: the actor ends hold {holds} of {self.limit} a run: {message}'
+                  if ok else f'twin: hold {holds} not ended: {message}')
+
+
 class Actor:
     """Runs episodes on an ArmEnv with the newest policy and hands each one over as a blob.
 
@@ -304,7 +347,7 @@ class Actor:
 
     def __init__(self, env, inbox: PolicyInbox, publish, *, robot, task, actor_id, seed=0,
                  swap_at='episode', on_swap=None, log=None, store=None, lifecycle=None,
-                 teleport=False, synchronous=False, hold_timeout=300.0):
+                 teleport=False, synchronous=False, hold_timeout=300.0, hold_release=None):
         if swap_at not in SWAP_AT:
             raise ValueError(f"swap_at must be 'episode' or 'tick', got {swap_at!r}")
         self.env, self.inbox = env, inbox
@@ -341,6 +384,8 @@ class Actor:
         on a real arm, which says nothing of the kind."""
         self._twin = None
         """The conditions of the episode being acted, for its extra as twin."""
+        self.hold_release = hold_release
+        """A TwinHoldRelease, or None: every hold waits for the operator."""
         self.stats = ActorStats()
         self.outbox = Outbox(self.keyring, publish, store=store, actor_id=actor_id,
                              stats=self.stats, log=self._log)
@@ -390,6 +435,8 @@ class Actor:
         try:
             self.stats.phase = lc.phase.value if self._held_since is None else \
                 'holding for the learner (synchronous)'
+            if self.hold_release is not None:
+                self.hold_release.step(lc, on_twin=self.twin_heard is not None)
             self._maybe_teleport(lc)
             command = lc.tick(self.backend.read())
             if command is not None:

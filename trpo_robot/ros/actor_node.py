@@ -33,7 +33,7 @@ from trpo_robot.robot.lifecycle import EpisodeLifecycle, LifecycleConfig, Lifecy
 from trpo_robot.robot.spec import RobotSpec
 from trpo_robot.robot.teleop import joy_mapping
 from trpo_robot.ros import node_utils as U
-from trpo_robot.ros.acting import Actor, PolicyInbox
+from trpo_robot.ros.acting import Actor, PolicyInbox, TwinHoldRelease
 from trpo_robot.ros.backend import GUARD_SLACK, guard_slack, RosBackend, SimRosBackend
 from trpo_robot.ros.params import ParamError, RobotParams, task_dims
 from trpo_robot.store import EpisodeStore
@@ -112,7 +112,9 @@ class ActorNode(U.WorkerNode, Node):
                            swap_at=p.swap_at, on_swap=self._on_swap,
                            log=lambda text: self._warn('actor', text), store=self.store,
                            teleport=p.teleport, synchronous=p.synchronous,
-                           hold_timeout=p.learner_timeout)
+                           hold_timeout=p.learner_timeout,
+                           hold_release=None if p.require_validation else TwinHoldRelease(
+                               p.twin_hold_releases, self.get_logger().warning))
         self.actor.outbox.start()  # record and publish off the control thread
         self.realtime_priority = 50 if p.realtime else 0  # run_node applies it
         self.last_swap = None

@@ -417,7 +417,8 @@ class Run:
         self.failure = ''
         self.rate_watch = RateWatch(rp.real_time_factor)
         self.watches = [ArmWatch(ns, 'actor' if i == 0 else ('actor', ns),
-                                 fleet=len(self.arms) > 1, twin=driver == 'twin_node')
+                                 fleet=len(self.arms) > 1, twin=driver == 'twin_node',
+                                 releases=rp.twin_hold_releases)
                         for i, ns in enumerate(self.arms)]
 
     def follow(self, procs, signals) -> int:
@@ -468,8 +469,6 @@ class Run:
         notice = arm.see(lifecycle, fault)
         if notice:
             print(notice, flush=True)
-        if arm.release and arm.release.due(arm.last_phase):
-            self.monitor.trigger(plan.resolve('actor_node', arm.namespace), 'reset')
 
     def _report_rate(self):
         if self.driver == 'twin_node':
@@ -618,15 +617,15 @@ HELD = ('hold', 'estop')
 
 
 class ArmWatch:
-    """One arm's phase as learn last saw it, and (on a twin) its release: every arm of a
+    """One arm's phase as learn last saw it, and (on a twin) how its holds go: every arm of a
     fleet is followed, since one held arm otherwise idles silently while the others learn.
     A fleet's notices name the arm."""
 
-    def __init__(self, namespace, key, fleet=False, twin=True):
+    def __init__(self, namespace, key, fleet=False, twin=True, releases=3):
         self.namespace, self.key = namespace, key
         self.prefix = f'{namespace}: ' if fleet else ''
         self.last_phase = ''
-        self.release = TwinRelease() if twin else None
+        self.release = TwinRelease(releases) if twin else None
 
     def see(self, lifecycle, fault) -> str:
         """The line to print for this arm's newest lifecycle report, or ''."""
@@ -634,32 +633,23 @@ class ArmWatch:
         notice = self.release.notice(lifecycle, fault) if self.release else None
         if notice is None:
             notice = phase_notice(self.last_phase, lifecycle, fault)
-        elif phase != 'hold':  # released within the poll: it is moving again
-            self.release.asked = None
         self.last_phase = phase
         return self.prefix + notice if notice else ''
 
 
 class TwinRelease:
-    """On a twin, `trpo-robot learn` is the operator a held arm waits for: it asks the
-    actor for a reset (``~/reset``) after each hold, up to ``limit`` holds a run, and says
-    so. A held twin otherwise waits for good, and a host's hiccup is enough: at 4x a guard
-    held 92 ms at start-up (beside a test run importing torch) is 368 ms of the twin's
-    time on the last command. Each fault still aborts its episode, stops the arm and is
-    logged; past the limit the arm stays held, as on an arm, for a person to look at what
-    keeps failing. Holds are counted by the lifecycle (``holds``): a hold that a reset ends
-    within one poll is never missed. An e-stop is never released, and a real arm never."""
-
-    RETRY = 5.0
-    """Wall s before asking again when the same hold goes on (a request can be lost)."""
+    """What learn says of a twin's holds, which its actor ends itself up to ``limit`` a run
+    (acting.TwinHoldRelease, the actor's twin_hold_releases): the same count on both
+    sides, so learn names each release and the first hold left for a person. Holds are
+    counted by the lifecycle (``holds``): a hold that a reset ends within one poll is
+    never missed. An e-stop is never released, and a real arm never."""
 
     def __init__(self, limit: int = 3):
         self.limit = limit
         self.seen = 0  # holds seen so far
-        self.asked = None  # monotonic time of the last request for the current hold
 
     def notice(self, lifecycle, fault):
-        """The line for a new hold: that learn releases it, or, for the first past the
+        """The line for a new hold: that the actor releases it, or, for the first past the
         limit, the operator's notice; None otherwise."""
         holds = int(lifecycle.get('holds', 0))
         if holds <= self.seen:
@@ -667,22 +657,11 @@ class TwinRelease:
         first_past = self.seen <= self.limit < holds
         self.seen = holds
         if holds > self.limit:
-            self.asked = None
             # said even when the poll saw 'hold' before (a release it did not see end)
             return phase_notice('', lifecycle, fault) if first_past else None
-        self.asked = 0.0
         why = f' after a fault: {fault}' if fault else ''
-        return (f'ARM HELD (hold){why}. On the twin, learn resets it and goes on '
+        return (f'ARM HELD (hold){why}. On the twin, the actor resets it and goes on '
                 f'({holds} of {self.limit} a run; then it waits for the operator).')
-
-    def due(self, phase) -> bool:
-        """Whether to ask for the reset now."""
-        if phase != 'hold' or self.asked is None:
-            return False
-        if time.monotonic() - self.asked < self.RETRY:
-            return False
-        self.asked = time.monotonic()
-        return True
 
 
 class RateWatch:

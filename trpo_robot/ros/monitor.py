@@ -1,4 +1,4 @@
-"""A small rclpy node that watches (and pokes) a running graph from outside it.
+"""A small rclpy node that watches a running graph from outside it.
 
 `trpo-robot learn`, the graph tests and the benchmarks read the nodes' state the way an
 operator would: from their topics and /diagnostics, never from their logs. The probe runs
@@ -33,7 +33,6 @@ class Probe:
         self._subscriptions = {}
         self._nodes = {}  # key -> fully qualified name of the node watched under it
         self._diagnostics = None
-        self._clients = {}
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._closing = threading.Event()
@@ -128,20 +127,6 @@ class Probe:
             if values is not None:
                 return values
         return None
-
-    def trigger(self, node, service):
-        """Calls the std_srvs/Trigger service ``node``/``service`` without waiting for its
-        answer (the node logs what it did); False when the service is not there. The
-        caller sees the effect in the node's state, and asks again if it does not come."""
-        from std_srvs.srv import Trigger
-        name = f'{node}/{service}'
-        client = self._clients.get(name)
-        if client is None:
-            client = self._clients[name] = self.node.create_client(Trigger, name)
-        if not client.service_is_ready():
-            return False
-        client.call_async(Trigger.Request())
-        return True
 
     def close(self):
         self._closing.set()

@@ -101,6 +101,10 @@ class RobotParams:
     of driving there (a reset whose teleport fails drives; after 3 in a row, e.g. nobody
     serves the teleport topic on a real arm, every reset drives). The lifecycle still
     checks the pose and the rest before READY."""
+    twin_hold_releases: int = 3
+    """Twin only: holds a run that the actor ends itself with a reset, as an operator
+    would (acting.TwinHoldRelease); past them the arm waits for a person. 0: every hold
+    waits. A real arm's holds are never ended by the actor, whatever this says."""
     reset_timeout: float = 120.0
     """teleop and freedrive resets: s without operator activity before the arm is held
     (HOLD) with a log line saying what to do."""
@@ -219,6 +223,8 @@ class RobotParams:
             _positive(self, name)
         for name in ('driver_command_timeout', 'guard_timeout', 'follow_lag', 'clock_start'):
             _check(getattr(self, name) >= 0, f'{name} must be >= 0, got {getattr(self, name)}')
+        _check(self.twin_hold_releases >= 0,
+               f'twin_hold_releases must be >= 0, got {self.twin_hold_releases}')
         for name in ('episode_queue_depth', 'max_policy_bytes', 'budget_steps',
                      'success_window'):
             _check(getattr(self, name) >= 1, f'{name} must be >= 1, got {getattr(self, name)}')
