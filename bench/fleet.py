@@ -108,7 +108,7 @@ def one_run(task, arms, seed, args):
             'recorded_episodes': len(episodes), 'updates': updates,
             'update_s_median': update_s, 'episode_latency_ms_median': latency_ms,
             'overruns': overruns(out), 'wall_s': wall, 'held': held,
-            'released_holds': log.count('learn resets it')}
+            'released_holds': log.count('the actor resets it')}
 
 
 def _fmt(seconds):

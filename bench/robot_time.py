@@ -112,7 +112,7 @@ def run_graph(learner, task, seed, steps, out, args):
 
 
 def _wait_unless_held(proc, log_path, limit):
-    """Wait for the run's end; a run whose arm stays held (learn resets a held twin
+    """Wait for the run's end; a run whose arm stays held (the actor resets a held twin
     three times a run, then leaves it to an operator) is stopped and its HOLD line
     returned: it would wait for good."""
     t0 = time.monotonic()
@@ -170,7 +170,7 @@ def graph_result(learner, task, seed, args):
     return {'wall_s': wall, 'acted_steps': sum(r[0] for r in rows),
             'reset_robot_s': float(sum(resets)), 'update_s_median': update_seconds(out),
             'in_process': False, 'held': held,
-            'released_holds': _log(out).count('learn resets it'),
+            'released_holds': _log(out).count('the actor resets it'),
             **summary(reached, episodes, task)}
 
 
