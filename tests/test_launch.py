@@ -242,7 +242,9 @@ def test_under_ros2_launch_the_actor_resets_a_held_twin_and_learning_goes_on(
         # the episode the hold cut, then one acted after the actor's own reset
         G.wait_for(lambda: recorded(began, 2), 240, 0.2, 'episodes after the hold')
         text = launch.output()
-        assert 'twin: the actor ends hold 1 of 3 a run: auto reset started' in text, text[-4000:]
+        # one hiccup can hold twice (a guard starved again as it resumes): a release it is
+        assert re.search(r'twin: the actor ends hold \d of 3 a run: auto reset started',
+                         text), text[-4000:]
         assert launch.interrupt(timeout=90) == 0, launch.output()[-4000:]
     finally:
         if probe is not None:
