@@ -241,3 +241,54 @@ def test_a_scaled_value_function_fits_large_returns_in_fewer_steps():
             errors[scaled] = float((v(obs) - returns).pow(2).mean().sqrt())
     spread = float(returns.std())
     assert errors[True] < 0.4 * spread and errors[False] > 3 * spread
+
+
+def _acted(agent, rng, episodes=4, steps=16):
+    """Segments as the Sampler records them, and their raw bootstrap states: observations
+    far from zero mean and unit spread (so the normalizer moves), normalized with the
+    agent's statistics of now."""
+    segs, finals = [], []
+    for _ in range(episodes):
+        raw = 5.0 + 2.0 * rng.standard_normal((steps + 1, 3))
+        obs = agent.obs_norm(raw[:-1])
+        acts = np.stack([agent.snapshot().sample(o, rng)[0] for o in obs]).astype(np.float32)
+        with torch.no_grad():
+            logp = gaussian_log_prob(agent.pi(torch.from_numpy(obs)), agent.pi.log_std,
+                                     torch.from_numpy(acts)).numpy()
+        reward = -np.abs(raw[:-1, 0] - 5.0).astype(np.float32)
+        segs.append(Segment(obs, raw[:-1], acts, reward, logp, agent.obs_norm(raw[-1]), False))
+        finals.append(raw[-1])
+    return segs, finals
+
+
+def test_a_kept_batch_is_learned_from_again_with_todays_statistics():
+    agents = {keep: Agent(3, 1, TRPOConfig(batch_steps=64, reuse_batches=keep), seed=0)
+              for keep in (0, 1)}
+    for agent in agents.values():
+        batch, finals = _acted(agent, np.random.default_rng(3))
+        first = agent.update(batch)
+        assert first.reused == 0 and first.samples == 64
+    # The first update is the same with or without reuse; the normalizer has moved since.
+    assert all(torch.equal(a, b) for a, b in zip(_param_bits(agents[0].pi),
+                                                 _param_bits(agents[1].pi)))
+    agent = agents[1]
+    for kept, final, again in zip(batch, finals, agent.earlier.replay(agent.obs_norm)):
+        assert np.allclose(again.obs, agent.obs_norm(kept.raw_obs))
+        assert not np.allclose(again.obs, kept.obs)
+        assert np.allclose(again.final_obs, agent.obs_norm(final), atol=1e-5)
+        assert np.array_equal(again.logp, kept.logp)   # the log-prob of the version that acted
+    for keep, agent in agents.items():
+        second = agent.update(_acted(agent, np.random.default_rng(4))[0])
+        assert second.reused == 64 * keep and second.samples == 64
+        assert agent.total_steps == 128
+    assert not all(torch.equal(a, b) for a, b in zip(_param_bits(agents[0].pi),
+                                                     _param_bits(agents[1].pi)))
+    third = agents[1].update(_acted(agents[1], np.random.default_rng(5), episodes=2)[0])
+    assert third.reused == 64 and agents[1].total_steps == 160   # one batch kept, not two
+
+
+def test_reuse_is_bounded():
+    with pytest.raises(ValueError, match='reuse_batches'):
+        TRPOConfig(reuse_batches=-1)
+    with pytest.raises(ValueError, match='reuse_batches'):
+        TRPOConfig(reuse_batches=9)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .batch import build_batch
+from .batch import build_batch, EarlierBatches
 from .config import TRPOConfig
 from .networks import GaussianPolicy, IdentityNorm, RunningNorm, ValueNet
 from .update import fit_value, policy_step
@@ -26,6 +26,8 @@ class UpdateStats:
     entropy: float
     policy_time: float
     value_time: float
+    reused: int = 0
+    """Steps of earlier batches this update learned from again (TRPOConfig.reuse_batches)."""
 
     @property
     def update_time(self):
@@ -60,6 +62,7 @@ class Agent:
         self.v_optim = torch.optim.Adam(self.v.parameters(), lr=config.value_lr, foreach=True)
         norm_cls = RunningNorm if config.normalize_obs else IdentityNorm
         self.obs_norm = norm_cls(obs_dim, clip=config.obs_clip)
+        self.earlier = EarlierBatches(config.reuse_batches)
         self.version = 0
         self.total_steps = 0
         self.generator = torch.Generator().manual_seed(seed)
@@ -71,8 +74,10 @@ class Agent:
         """One TRPO iteration on finished segments; the normalizer then absorbs their
         observations so the next batch is normalized with the newest statistics."""
         cfg = self.config
-        batch = build_batch(segments, self.v, cfg.gamma, cfg.gae_lambda,
+        reused = self.earlier.replay(self.obs_norm)
+        batch = build_batch(reused + list(segments), self.v, cfg.gamma, cfg.gae_lambda,
                             cfg.normalize_advantages)
+        n_reused = sum(len(s) for s in reused)
         t0 = time.perf_counter()
         result = policy_step(self.pi, batch.obs, batch.actions, batch.logp,
                              batch.advantages, cfg)
@@ -82,12 +87,14 @@ class Agent:
         value_loss = fit_value(self.v, self.v_optim, batch.obs, batch.returns, cfg,
                                self.generator)
         t2 = time.perf_counter()
-        self.obs_norm.update(batch.raw_obs)
+        self.earlier.remember(segments, self.obs_norm)
+        self.obs_norm.update(batch.raw_obs[n_reused:])
         self.version += 1
-        self.total_steps += len(batch)
-        return UpdateStats(self.version, self.total_steps, len(batch), result.accepted,
-                           result.reason, result.kl, result.surrogate_gain,
-                           result.backtracks, value_loss, self.entropy(), t1 - t0, t2 - t1)
+        self.total_steps += len(batch) - n_reused
+        return UpdateStats(self.version, self.total_steps, len(batch) - n_reused,
+                           result.accepted, result.reason, result.kl, result.surrogate_gain,
+                           result.backtracks, value_loss, self.entropy(), t1 - t0, t2 - t1,
+                           n_reused)
 
     def entropy(self):
         log_std = self.pi.log_std.detach().numpy()

@@ -1,9 +1,11 @@
 """The learner's batch: Segments (trpo/episode.py) turned into advantages and returns."""
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from .episode import Segment
 from .gae import gae, normalize_advantages
 
 
@@ -48,3 +50,28 @@ def build_batch(segments, value_net, gamma, lam, normalize=True) -> Batch:
         returns=torch.from_numpy(returns.astype(np.float32)),
         raw_obs=np.concatenate([s.raw_obs for s in segments]),
     )
+
+
+class EarlierBatches:
+    """The last `keep` batches, which the next updates learn from again
+    (TRPOConfig.reuse_batches).
+
+    A kept step keeps the log-probability of the version that acted it, so the surrogate
+    importance-weights it exactly as it does an asynchronous actor's lagging episodes. Its
+    observations are kept raw and normalized again at each replay: the policy and the value
+    network then see every sample with the statistics they act with now."""
+
+    def __init__(self, keep):
+        self.kept = deque(maxlen=keep)
+
+    def remember(self, segments, norm):
+        """Call before `norm` absorbs the batch: final_obs is normalized with its statistics."""
+        self.kept.append([(s, norm.denormalize(s.final_obs)) for s in segments])
+
+    def replay(self, norm) -> list:
+        return [Segment(norm(s.raw_obs), s.raw_obs, s.actions, s.rewards, s.logp,
+                        norm(final_raw), s.terminated, s.policy_version)
+                for batch in self.kept for s, final_raw in batch]
+
+    def clear(self):
+        self.kept.clear()

@@ -167,6 +167,12 @@ class RunningNorm:
         x = (np.asarray(obs, np.float64) - self.mean) / np.sqrt(self.var + self.eps)
         return np.clip(x, -self.clip, self.clip).astype(np.float32)
 
+    def denormalize(self, x):
+        """The observation that normalizes to x, exact unless x was clipped: a batch kept for
+        later updates (TRPOConfig.reuse_batches) is normalized again with the statistics
+        that have moved since, and its bootstrap states travel normalized only."""
+        return np.asarray(x, np.float64) * np.sqrt(self.var + self.eps) + self.mean
+
     def state(self):
         return {'mean': self.mean.copy(), 'var': self.var.copy(),
                 'count': np.array([self.count])}
@@ -185,3 +191,6 @@ class IdentityNorm(RunningNorm):
 
     def __call__(self, obs):
         return np.asarray(obs, np.float32)
+
+    def denormalize(self, x):
+        return np.asarray(x, np.float64)
