@@ -31,12 +31,13 @@ def run_ours(env_id, preset_name, steps, seed, overrides):
     import gymnasium as gym
     import torch
     from trpo_robot.trpo.agent import Agent
-    from trpo_robot.trpo.config import preset
+    from trpo_robot.trpo.config import preset, preset_for_env
     from trpo_robot.trpo.rollout import evaluate
     from trpo_robot.trpo.trainer import train
     torch.set_num_threads(1)
     env = gym.make(env_id)
-    cfg = preset(preset_name).with_overrides(**overrides)
+    name = preset_for_env(env.spec) if preset_name == 'auto' else preset_name
+    cfg = preset(name).with_overrides(**overrides)
     agent = Agent(env.observation_space.shape[0], env.action_space.shape[0], cfg, seed)
     t0 = time.perf_counter()
     train(env, agent, steps, seed, printer=lambda line: None)
@@ -144,7 +145,9 @@ QUICK = {'steps': 4096, 'seeds': [0]}
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--env', default='Pendulum-v1')
-    p.add_argument('--preset', default='default')
+    p.add_argument('--preset', default='auto',
+                   help="ours: a TRPO preset, or auto (default), which picks it from the env's "
+                        'family as `trpo-robot train` does without --preset')
     p.add_argument('--steps', type=int, default=100_000)
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     p.add_argument('--seed', type=int, default=0)

@@ -337,6 +337,31 @@ def plot(results, task, path, where='the graph'):
     fig.savefig(path, dpi=110)
 
 
+def recorded_graph_runs(task, seeds, path=ROOT / 'bench' / 'results' / 'robot_time.jsonl'):
+    """The newest full graph run of each (learner, seed) on record (one line a run), with
+    its date and commit: one learner's seeds come from one commit only if run so."""
+    newest = {}
+    for line in path.read_text().splitlines():
+        run = json.loads(line)
+        r = run['figures']
+        if run['mode'] == 'full' and r['task'] == task and not r['in_process'] \
+                and r['seed'] in seeds and not r.get('preset'):
+            newest[r['learner'], r['seed']] = {
+                **r, 'date': run['date'][:10], 'commit': run['machine']['commit'][:7]}
+    return [newest[k] for k in sorted(newest)]
+
+
+def plot_recorded(tasks, seeds):
+    for task in tasks:
+        runs = recorded_graph_runs(task, seeds)
+        for r in runs:
+            print(f"{task} {r['learner']} seed {r['seed']}: {r['date']} at {r['commit']}, "
+                  f'robot min {_minutes(r):.1f}')
+        rates = sorted({f"{r['rtf']:g}x" for r in runs})
+        plot(runs, task, ROOT / 'docs' / 'img' / f'robot_time_{task}.png',
+             f"the graph at {', '.join(rates)}")
+
+
 QUICK = {'steps': 2100, 'seeds': [0], 'tasks': ['ur5_reacher_2d'], 'rtf': 2.0,
          'runs': ROOT / 'runs' / 'bench_quick'}
 """One learner batch of each learner, at 2x where a loaded machine keeps the deadlines."""
@@ -362,6 +387,10 @@ def build_parser():
     ap.add_argument('--overrides', default='{}',
                     help='ours, with --preset: TRPOConfig fields as JSON, e.g. '
                          '\'{"max_kl": 0.05}\'')
+    ap.add_argument('--plot-recorded', action='store_true',
+                    help="draw docs/img/robot_time_<task>.png from the newest graph run of "
+                         "each learner and seed in bench/results/robot_time.jsonl (the "
+                         "graph's learners are hours apart: they are run one at a time)")
     ap.add_argument('--worker', choices=LEARNERS, help=argparse.SUPPRESS)
     return record.add_quick(ap)
 
@@ -376,6 +405,8 @@ def host_rtf(task):
 
 def main(argv=None):
     args = record.parse(build_parser(), QUICK, argv)
+    if args.plot_recorded:
+        return plot_recorded(args.tasks, args.seeds)
     if args.worker:
         return worker(args.worker, args.tasks[0], args.seeds[0], args.steps, args)
     run = record.Run('robot_time', args.quick, argv)

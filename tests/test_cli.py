@@ -139,3 +139,20 @@ def test_the_cli_and_the_python_api_give_the_same_result_for_a_seed(
     agent.obs_norm.frozen = True
     api_return = float(evaluate(gym.make('Pendulum-v1'), agent, 3, 100).mean())
     assert cli_return == api_return
+
+
+@pytest.mark.parametrize('asked, config_log_std, words', [
+    ([], -1.0, 'preset default_mujoco, picked by --preset auto for gymnasium.envs.mujoco'),
+    (['--preset', 'default'], 0.0, 'preset default)'),
+])
+def test_without_a_preset_the_envs_family_picks_it_and_the_run_says_so(
+        asked, config_log_std, words, trpo_robot_cmd, cli_env, tmp_path):
+    from trpo_robot.trpo import checkpoint
+    out = tmp_path / 'run'
+    r = _run(trpo_robot_cmd, ['train', '--env', 'InvertedPendulum-v5', '--steps', '2048',
+                              '--out', str(out), *asked], cli_env)
+    assert r.returncode == 0, r.stderr
+    assert words in r.stdout.splitlines()[0]
+    agent, meta = checkpoint.load(out / 'checkpoint')
+    assert agent.config.init_log_std == config_log_std
+    assert meta['extra']['preset'] == ('default_mujoco' if not asked else 'default')

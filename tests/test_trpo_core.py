@@ -292,3 +292,26 @@ def test_reuse_is_bounded():
         TRPOConfig(reuse_batches=-1)
     with pytest.raises(ValueError, match='reuse_batches'):
         TRPOConfig(reuse_batches=9)
+
+
+def test_auto_picks_a_preset_by_the_envs_family_not_by_its_name():
+    import gymnasium as gym
+    import trpo_robot.envs  # noqa: F401 - the arm tasks' specs
+    from trpo_robot.trpo.config import preset, preset_for_env
+    for env_id in ('InvertedDoublePendulum-v5', 'HalfCheetah-v5', 'Hopper-v5', 'Ant-v5'):
+        assert preset_for_env(gym.spec(env_id)) == 'default_mujoco', env_id
+    for env_id in ('Pendulum-v1', 'MountainCarContinuous-v0', 'trpo_robot/UR5Reacher2D-v0'):
+        assert preset_for_env(gym.spec(env_id)) == 'default', env_id
+    lookalikes = ('my_mujoco_tasks.double_pendulum:Env', 'gymnasium.envs.mujocox:Env',
+                  'InvertedDoublePendulum')
+    for entry_point in lookalikes:
+        assert preset_for_env(gym.envs.registration.EnvSpec(
+            'InvertedDoublePendulum-v9', entry_point=entry_point)) == 'default', entry_point
+
+    def make():
+        pass
+    make.__module__ = 'gymnasium.envs.mujoco.ant_v5'
+    assert preset_for_env(gym.envs.registration.EnvSpec('X-v0', entry_point=make)) == \
+        'default_mujoco'
+    assert preset_for_env(None) == 'default'
+    assert preset('default_mujoco') == TRPOConfig(init_log_std=-1.0)

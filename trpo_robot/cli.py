@@ -40,8 +40,6 @@ def check_seed(seed):
 
 def cmd_train(args):
     from trpo_robot.plots import plot_curve
-    from trpo_robot.trpo.agent import Agent
-    from trpo_robot.trpo.config import preset
     from trpo_robot.trpo.trainer import env_spaces, train
 
     check_seed(args.seed)
@@ -59,21 +57,18 @@ def cmd_train(args):
         print(f'resuming from {args.resume}: policy version {agent.version}, '
               f'{agent.total_steps} steps; {args.steps - agent.total_steps} more to '
               f'{args.steps}')
+        name = meta.get('extra', {}).get('preset', 'as saved')
     else:
-        try:
-            config = preset(args.preset)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-        agent = Agent(spaces['obs_dim'], spaces['act_dim'], config, args.seed)
+        agent, name = _fresh_agent(args, env, spaces)
     print(f'training {args.env} for {args.steps} steps (seed {args.seed}, preset '
-          f'{args.preset}) -> {out}')
-    extra = {'env_id': args.env, 'seed': args.seed, 'preset': args.preset}
+          f'{name}{_why(args, env)}) -> {out}')
+    extra = {'env_id': args.env, 'seed': args.seed, 'preset': name}
     if conditions != twin_conditions.NOMINAL:
         extra['twin'] = conditions.as_dict()
     try:
         train(env, agent, args.steps, args.seed, out, extra=extra, tensorboard=board)
     finally:  # Ctrl-C too: the curve of what was learned so far
-        curve = plot_curve(out, f'{args.env}, preset {args.preset}, seed {args.seed}')
+        curve = plot_curve(out, f'{args.env}, preset {name}, seed {args.seed}')
     print(f'done: {agent.total_steps} steps, policy version {agent.version}; checkpoint in '
           f'{out / "checkpoint"}; curve {curve or "none (no update finished)"}')
     return 0
@@ -88,6 +83,27 @@ def _twin_conditions(args):
         raise UsageError(f'{", ".join(twin_conditions.FLAGS)} set the MuJoCo twin of the '
                          f'arm envs ({", ".join(ARM_ENVS)}); {args.env} has no twin')
     return conditions
+
+
+def _fresh_agent(args, env, spaces):
+    """A new agent and its preset's name; `auto` picks the preset from the env's family."""
+    from trpo_robot.trpo.agent import Agent
+    from trpo_robot.trpo.config import preset, preset_for_env
+    name = preset_for_env(env.spec) if args.preset == 'auto' else args.preset
+    try:
+        config = preset(name)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return Agent(spaces['obs_dim'], spaces['act_dim'], config, args.seed), name
+
+
+def _why(args, env):
+    from trpo_robot.trpo.config import env_family
+    if args.preset != 'auto' or args.resume:
+        return ''
+    family = env_family(env.spec)
+    return f', picked by --preset auto for {family}' if family else \
+        ', what --preset auto picks outside the families with a preset of their own'
 
 
 def _load_checkpoint(folder, spaces=None):
@@ -141,8 +157,10 @@ def build_parser():
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', default='runs/train', help='folder for checkpoint, progress.csv '
                    'and learning_curve.png')
-    p.add_argument('--preset', default='default', help='TRPO preset: default, pendulum, '
-                   'mujoco, reacher, dense_reach (the arm tasks: what `learn` runs), senseact')
+    p.add_argument('--preset', default='auto', help="TRPO preset: auto (default: "
+                   "default_mujoco for gymnasium's MuJoCo tasks, else default), default, "
+                   'default_mujoco, pendulum, mujoco, reacher, dense_reach (the arm tasks: '
+                   'what `learn` runs), senseact')
     p.add_argument('--resume', metavar='DIR', help='continue from this checkpoint')
     p.add_argument('--tensorboard', metavar='DIR', help='write TensorBoard scalars here, one '
                    'point per update (README.md, "TensorBoard", lists them)')
