@@ -31,13 +31,12 @@ def run_ours(env_id, preset_name, steps, seed, overrides):
     import gymnasium as gym
     import torch
     from trpo_robot.trpo.agent import Agent
-    from trpo_robot.trpo.config import preset, preset_for_env
+    from trpo_robot.trpo.config import preset, resolve_preset
     from trpo_robot.trpo.rollout import evaluate
     from trpo_robot.trpo.trainer import train
     torch.set_num_threads(1)
     env = gym.make(env_id)
-    name = preset_for_env(env.spec) if preset_name == 'auto' else preset_name
-    cfg = preset(name).with_overrides(**overrides)
+    cfg = preset(resolve_preset(preset_name, env.spec)).with_overrides(**overrides)
     agent = Agent(env.observation_space.shape[0], env.action_space.shape[0], cfg, seed)
     t0 = time.perf_counter()
     train(env, agent, steps, seed, printer=lambda line: None)

@@ -88,8 +88,8 @@ def _twin_conditions(args):
 def _fresh_agent(args, env, spaces):
     """A new agent and its preset's name; `auto` picks the preset from the env's family."""
     from trpo_robot.trpo.agent import Agent
-    from trpo_robot.trpo.config import preset, preset_for_env
-    name = preset_for_env(env.spec) if args.preset == 'auto' else args.preset
+    from trpo_robot.trpo.config import preset, resolve_preset
+    name = resolve_preset(args.preset, env.spec)
     try:
         config = preset(name)
     except ValueError as e:

@@ -72,6 +72,3 @@ class EarlierBatches:
         return [Segment(norm(s.raw_obs), s.raw_obs, s.actions, s.rewards, s.logp,
                         norm(final_raw), s.terminated, s.policy_version)
                 for batch in self.kept for s, final_raw in batch]
-
-    def clear(self):
-        self.kept.clear()

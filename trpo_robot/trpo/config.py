@@ -192,6 +192,11 @@ def preset_for_env(spec) -> str:
     return FAMILY_PRESETS.get(env_family(spec), 'default')
 
 
+def resolve_preset(asked: str, spec) -> str:
+    """The preset name a run uses: `asked`, or for 'auto' the env's family's."""
+    return preset_for_env(spec) if asked == 'auto' else asked
+
+
 def preset(name: str) -> TRPOConfig:
     try:
         return PRESETS[name]
