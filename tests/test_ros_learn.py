@@ -234,6 +234,11 @@ def test_the_actor_resets_a_held_twin_and_learning_goes_on_then_it_waits_for_the
         assert not said('Learning waits'), ''.join(lines)
         os.kill(guard, signal.SIGSTOP)  # hung for good: two more resets, then a person
         wait_said('Learning waits', 1, 'the run to wait for the operator')
+        # learn and the actor each name the hold past the limit when they see it: wait for
+        # the actor's line too, or a Ctrl-C can stop the actor before it wrote it
+        actor_log = out / 'logs' / 'actor_node.log'
+        G.wait_for(lambda: proc.poll() is not None or 'is past the 3 a run' in
+                   actor_log.read_text(), 120, 0.1, "the actor's line for hold 4")
         os.kill(guard, signal.SIGCONT)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(300) == 0, ''.join(lines)

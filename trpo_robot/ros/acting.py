@@ -313,19 +313,20 @@ class TwinHoldRelease:
 
     def step(self, lc, on_twin: bool):
         """Called every lifecycle tick: a reset for a new hold within the limit, once it
-        has lasted SETTLE_S."""
+        has lasted SETTLE_S; the first hold past the limit is named on the tick it is seen."""
         holds = lc.holds
         if not on_twin or lc.phase is not Phase.HOLD or lc.paused or holds <= self._ended:
+            return
+        if holds > self.limit:  # nothing to settle for: said at once, as learn says it
+            self._ended = holds
+            self._log(f'twin: hold {holds} is past the {self.limit} a run the actor ends '
+                      'itself: the arm waits for the operator')
             return
         if self._seen[0] != holds:
             self._seen = (holds, self._clock())
         if self._clock() - self._seen[1] < self.SETTLE_S:
             return
         self._ended = holds
-        if holds > self.limit:
-            self._log(f'twin: hold {holds} is past the {self.limit} a run the actor ends '
-                      'itself: the arm waits for the operator')
-            return
         ok, message = lc.request_reset()
         self._log(f'twin: the actor ends hold {holds} of {self.limit} a run: {message}'
                   if ok else f'twin: hold {holds} not ended: {message}')
