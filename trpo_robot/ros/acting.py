@@ -313,7 +313,7 @@ class TwinHoldRelease:
 
     def step(self, lc, on_twin: bool):
         """Called every lifecycle tick: a reset for a new hold within the limit, once it
-        has lasted SETTLE_S; the first hold past the limit is named on the tick it is seen."""
+        has lasted SETTLE_S; a hold past the limit is named on the tick it is seen."""
         holds = lc.holds
         if not on_twin or lc.phase is not Phase.HOLD or lc.paused or holds <= self._ended:
             return
