@@ -7,7 +7,8 @@
     ros2 launch trpo_robot learn.launch.py --show-args                 # every argument
 
 With use_sim:=true the MuJoCo twin (twin_node) stands in for the UR ROS 2 driver and
-publishes /clock; every node then runs on sim time. With use_sim:=false nothing changes but
+stamps joint_states with sim time (and publishes it on /clock), which every node keeps time
+by. With use_sim:=false nothing changes but
 the absence of the twin: the actor talks to the driver's joint_states and, through the
 command guard (guard_node), to forward_velocity_controller/commands, which must be up (see
 docs/hardware.md); for robot:=dxl this file starts that driver itself (dxl_driver_node, on

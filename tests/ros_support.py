@@ -66,7 +66,9 @@ class Graph:
     def start(self, node):
         """Start (or start again, after a kill) one node process."""
         files = [self.robot_yaml] + ([self.learner_yaml] if node == 'learner_node' else [])
-        params = {'use_sim_time': True, **self._actor_args} if node == 'actor_node' else {}
+        # as the plan does for a twin graph: every node is handed use_sim_time
+        params = {'use_sim_time': self.rp.sim_clock,
+                  **(self._actor_args if node == 'actor_node' else {})}
         self.procs[node] = G.NodeProcess(node, files, self.env, self.folder / 'logs',
                                          params=params)
 

@@ -74,6 +74,33 @@ def test_weights_reach_the_actor_and_swap_between_episodes(make_graph):
     assert versions == sorted(versions) and set(versions) <= acted, (versions, acted)
 
 
+NODE_READS = {'twin_node': '/forward_velocity_controller/commands',
+              'command_guard': '/joint_states', 'actor_node': '/joint_states',
+              'learner_node': '/actor_node/episodes'}
+"""A topic each node subscribes once it is up: when the probe lists it, the node's newest
+entity list has been heard, and a /clock subscription would be listed beside it."""
+
+
+def test_no_node_subscribes_the_twins_clock_it_is_handed_use_sim_time_for(make_graph):
+    """The graph hands every node use_sim_time, as launch files do, yet none reads /clock:
+    the twin publishes it on every driver tick, and a subscription there is a Python
+    wake-up and the GIL per tick (at 4x on a UR5 twin, half a core of twin and guard)."""
+    g = make_graph()
+    assert g.rp.sim_clock  # so every node is handed use_sim_time true
+    node = g.probe.node
+
+    def subscriptions():
+        return {name: {t for t, _ in node.get_subscriber_names_and_types_by_node(name, '/')}
+                for name, ns in node.get_node_names_and_namespaces() if name in NODE_READS}
+
+    def every_node_up():
+        subs = subscriptions()
+        return subs if all(NODE_READS[n] in subs.get(n, ()) for n in NODE_READS) else None
+    subs = g.wait(every_node_up, 120, lambda: f'every node up; subscriptions {subscriptions()}')
+    assert node.count_publishers('/clock') == 1  # the twin keeps sim time for the others
+    assert {n for n, topics in subs.items() if '/clock' in topics} == set(), subs
+
+
 def _policy_blob(version, obs=OBS, nan=False):
     agent = Agent(obs, ACT, TRPOConfig(), seed=5)
     snap = agent.snapshot()

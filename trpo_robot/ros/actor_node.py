@@ -17,7 +17,6 @@ import threading
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Joy
 from std_msgs.msg import Bool, Float64, Float64MultiArray, String, UInt8MultiArray
@@ -61,7 +60,8 @@ class ActorNode(U.WorkerNode, Node):
         self.task = p.task_spec()
         spec = RobotSpec.from_urdf(urdf_path(self.task.urdf), ee_link=self.task.ee_link)
         _check_freedrive(p)
-        self._keep_driver_time()
+        U.keep_own_time(self, 'the actor keeps time from the joint_states stamps (a twin '
+                        'stamps them with sim time)')
         # On a twin the tolerances are the host's, in wall time: at 8x a 25 ms hiccup of
         # this process is 0.2 s of sim time in which the arm seems not to follow. Without
         # SCHED_FIFO the host holds this process, the guard or the twin for hundreds of ms
@@ -151,15 +151,6 @@ class ActorNode(U.WorkerNode, Node):
             f'(from sequence {self.actor.sequence}) and '
             f'{self.pub_episodes.topic_name}, policy <- {self.sub_policy.topic_name}, '
             f'use_sim_time {self.get_parameter("use_sim_time").value}')
-
-    def _keep_driver_time(self):
-        """The actor keeps time from the driver's joint_states stamps (RosBackend.now),
-        so it turns use_sim_time off: its /clock subscription would only cost the control
-        thread the GIL on every tick."""
-        if self.get_parameter('use_sim_time').value:
-            self.set_parameters([Parameter('use_sim_time', Parameter.Type.BOOL, False)])
-            self.get_logger().info('use_sim_time: time comes from the joint_states stamps '
-                                   '(the twin stamps them with sim time), not from /clock')
 
     # -- node lifecycle (run_node) -------------------------------------------------------
 

@@ -56,6 +56,7 @@ class GuardNode(U.WorkerNode, Node):
     def __init__(self, stop: threading.Event, node_name='command_guard'):
         super().__init__(node_name, automatically_declare_parameters_from_overrides=True)
         (self.p,) = U.read_params(self, RobotParams)
+        U.keep_own_time(self, 'the guard keeps time by the joint_states stamps')
         p = self.p
         spec = RobotSpec.from_urdf(urdf_path(p.task_spec().urdf))
         self.guard = CommandGuard(spec.velocity_limit, p.effective_guard_timeout(),

@@ -31,6 +31,7 @@ class LearnerNode(U.WorkerNode, Node):
     def __init__(self, stop: threading.Event, node_name='learner_node'):
         super().__init__(node_name, automatically_declare_parameters_from_overrides=True)
         self.rp, self.lp = U.read_params(self, RobotParams, LearnerParams)
+        U.keep_own_time(self, 'the learner reads no graph time (its timer is steady)')
         self.core = LearnerCore(self.lp, self.rp, log=self.get_logger().info,
                                 warn=U.ThrottledWarnings(self.get_logger(), LOG_EVERY))
         self.stop_event = stop

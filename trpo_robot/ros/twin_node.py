@@ -65,6 +65,7 @@ class TwinNode(U.WorkerNode, Node):
     def __init__(self, stop: threading.Event, node_name='twin_node'):
         super().__init__(node_name, automatically_declare_parameters_from_overrides=True)
         (self.p,) = U.read_params(self, RobotParams)
+        U.keep_own_time(self, 'the twin is the clock: it stamps with its own sim time')
         p = self.p
         self.backend = MujocoBackend(p.robot, mode='paced', seed=p.seed,
                                      real_time_factor=p.real_time_factor,
